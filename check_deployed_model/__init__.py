@@ -1,0 +1,1 @@
+"""Send requests to the exported model, locally or deployed, and print gcloud's table."""

@@ -1,0 +1,58 @@
+"""Run the exported SavedModel in-process, the way the Google Cloud services load it."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+SIGNATURE, TAG = "serving_default", "serve"
+LOADERS = ("graph", "tf2")
+
+
+class SavedModelPredictor:
+    """`serving_default` of a SavedModel, loaded once, called on batches of image bytes.
+
+    loader="graph" uses `tf.compat.v1.saved_model.loader.load` into a Session (what
+    `gcloud ai-platform local predict`, AI Platform and TensorFlow Serving do);
+    loader="tf2" uses `tf.saved_model.load`.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, loader: str = "graph"):
+        import tensorflow as tf
+        if loader not in LOADERS:
+            raise ValueError(f"loader must be one of {LOADERS}, not {loader!r}")
+        model_dir = os.fspath(model_dir)
+        if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+            raise FileNotFoundError(f"{model_dir}: no saved_model.pb (not a SavedModel folder)")
+        self.loader = loader
+        if loader == "graph":
+            self._graph = tf.Graph()
+            self._session = tf.compat.v1.Session(graph=self._graph)
+            meta = tf.compat.v1.saved_model.loader.load(self._session, [TAG], model_dir)
+            if SIGNATURE not in meta.signature_def:
+                raise ValueError(f"{model_dir}: no {SIGNATURE} signature")
+            sig = meta.signature_def[SIGNATURE]
+            self.input_names = {k: v.name for k, v in sig.inputs.items()}
+            self.output_names = {k: v.name for k, v in sig.outputs.items()}
+        else:
+            self._loaded = tf.saved_model.load(model_dir)
+            self._fn = self._loaded.signatures[SIGNATURE]
+            self.input_names = {k: k for k in self._fn.structured_input_signature[1]}
+            self.output_names = {k: k for k in self._fn.structured_outputs}
+
+    def predict(self, blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
+        """Outputs of `serving_default` for a batch of encoded images (JPEG or PNG bytes)."""
+        batch = np.array(list(blobs), dtype=object)
+        if self.loader == "graph":
+            names = sorted(self.output_names)
+            values = self._session.run([self.output_names[k] for k in names],
+                                       {self.input_names["bytes"]: batch})
+            return dict(zip(names, values))
+        import tensorflow as tf
+        return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
+
+    def close(self) -> None:
+        if self.loader == "graph":
+            self._session.close()

@@ -1,0 +1,1 @@
+"""Export a trained checkpoint: PyTorch -> ONNX -> onnx-tf -> frozen TensorFlow SavedModel."""

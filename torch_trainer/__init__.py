@@ -1,0 +1,1 @@
+"""Fine-tune a torchvision ResNet on the mug photos (data -> train -> checkpoint)."""

@@ -1,0 +1,220 @@
+"""Class-per-folder mug datasets: discovery, strict checks, in-memory loading, group splits.
+
+A data folder holds one sub-folder per class whose name starts with the class number
+(`0white`, `1black`, `2blue`, `3transparent`). Images are decoded once, resized to the
+model's input size with PIL and kept in memory as uint8 tensors: the data set is small
+(2,000 images of 64x64) and decoding every epoch would dominate training on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test"), "test": ("eval", "test")}
+_CLASS_DIR = re.compile(r"^(\d+)")
+
+
+class DatasetError(ValueError):
+    """The data folder breaks a rule; the message names the offending path."""
+
+
+@dataclass(frozen=True)
+class ClassFolder:
+    label: int
+    name: str
+    path: Path
+
+
+def find_classes(root: str | os.PathLike) -> list[ClassFolder]:
+    """Return the class folders of `root` sorted by label, after checking the layout rules."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data folder does not exist")
+    by_label: dict[int, ClassFolder] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        match = _CLASS_DIR.match(entry.name)
+        if not match:
+            raise DatasetError(f"{entry}: class folder name must start with its class number (e.g. 0white)")
+        label = int(match.group(1))
+        if label in by_label:
+            raise DatasetError(f"{entry}: class number {label} is also used by {by_label[label].path}")
+        by_label[label] = ClassFolder(label, entry.name, entry)
+    if not by_label:
+        raise DatasetError(f"{root}: no class folders (expected 0white/, 1black/, ...)")
+    missing = sorted(set(range(max(by_label) + 1)) - set(by_label))
+    if missing:
+        raise DatasetError(f"{root}: class numbers must be 0..{max(by_label)} without gaps; missing {missing}")
+    return [by_label[k] for k in sorted(by_label)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of one class folder, hidden files ignored, in a stable order."""
+    files = [p for p in folder.iterdir()
+             if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=lambda p: (len(p.stem), p.stem, p.suffix))
+
+
+def split_dir(data_dir: str | os.PathLike, split: str) -> Path | None:
+    """The folder of `split` under `data_dir` (`eval` also answers to `test`), or None."""
+    for name in SPLIT_ALIASES[split]:
+        candidate = Path(data_dir) / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_image(path: str | os.PathLike | BinaryIO, size: int) -> torch.Tensor:
+    """Decode an image file to a uint8 CHW RGB tensor of `size`x`size`.
+
+    The resize is PIL's bilinear filter, which is antialiased when shrinking; the
+    SavedModel reproduces it with `tf.image.resize(antialias=True)` for other sizes.
+    """
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read image: {err}") from err
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+class MugDataset(Dataset):
+    """All images of one or more class-per-folder roots, decoded into memory.
+
+    Items are `(image, label)` with `image` a uint8 CHW tensor passed through `transform`.
+    """
+
+    def __init__(self, roots: str | os.PathLike | Sequence[str | os.PathLike], input_size: int = 64,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 progress: bool = False):
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        self.roots = [Path(r) for r in roots]
+        self.input_size = input_size
+        self.transform = transform
+        self.class_names: list[str] = []
+        self.paths: list[Path] = []
+        labels: list[int] = []
+        for root in self.roots:
+            classes = find_classes(root)
+            if not self.class_names:
+                self.class_names = [c.name for c in classes]
+            elif len(classes) != len(self.class_names):
+                raise DatasetError(f"{root}: has {len(classes)} classes, {self.roots[0]} has {len(self.class_names)}")
+            for c in classes:
+                files = list_images(c.path)
+                if not files:
+                    raise DatasetError(f"{c.path}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                self.paths += files
+                labels += [c.label] * len(files)
+        self.targets = torch.tensor(labels, dtype=torch.long)
+        paths = self.paths
+        if progress:
+            from tqdm import tqdm
+            paths = tqdm(paths, desc="loading images", unit="img", leave=False)
+        self.images = torch.stack([load_image(p, input_size) for p in paths])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[index])
+
+
+def near_duplicate_groups(images: torch.Tensor, threshold: float = 0.15) -> np.ndarray:
+    """Group ids such that images closer than `threshold` share a group (single linkage).
+
+    Burst frames differ by a few pixels; comparing 16x16 grey thumbnails (mean-removed,
+    scaled to unit RMS) links such frames, and the transitive closure keeps a whole
+    burst together, so a split on groups cannot put a frame's twin on the other side.
+    """
+    thumbs = torch.nn.functional.interpolate(images.float().mean(1, keepdim=True), size=(16, 16),
+                                             mode="area").flatten(1)
+    thumbs = thumbs - thumbs.mean(1, keepdim=True)
+    thumbs = thumbs / thumbs.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-6)
+    dist = torch.cdist(thumbs, thumbs) / np.sqrt(thumbs.shape[1])
+    parent = np.arange(len(images))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in torch.nonzero(torch.triu(dist < threshold, diagonal=1)).tolist():
+        parent[find(i)] = find(j)
+    roots = np.array([find(i) for i in range(len(images))])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float = 0.2,
+                seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split indices into train/val per class so that no group straddles the split.
+
+    Whole groups are drawn at random into validation until each class reaches
+    `val_fraction`; a class that forms a single group stays entirely in train.
+    """
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(targets)
+    val: list[int] = []
+    for label in np.unique(targets):
+        idx = np.flatnonzero(targets == label)
+        class_groups = np.unique(groups[idx])
+        rng.shuffle(class_groups)
+        want, taken = val_fraction * len(idx), 0
+        for g in class_groups[:-1]:  # always leave at least one group for training
+            if taken >= want:
+                break
+            members = idx[groups[idx] == g]
+            val += members.tolist()
+            taken += len(members)
+    val_set = set(val)
+    train = [i for i in range(len(targets)) if i not in val_set]
+    return train, sorted(val)
+
+
+class TransformedSubset(Dataset):
+    """A view of a `MugDataset` (optionally a subset of its indices) with its own transform.
+
+    Lets one decoded data set serve as both training (augmented) and validation (plain) data.
+    """
+
+    def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.transform = transform
+        self.class_names = base.class_names
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[self.indices[index]]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.base.targets[self.indices]

@@ -1,0 +1,262 @@
+"""Fine-tune a torchvision ResNet on class-per-folder mug photos.
+
+    python -m torch_trainer.train --train-dir data/train [--val-dir data/eval] --output-dir runs/r18
+
+Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state),
+RUN/best.pt (best validation accuracy, when there is validation data) and RUN/metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
+from torch_trainer.model import ARCHS, MugClassifier, WeightsUnavailable, load_checkpoint, \
+    load_imagenet_weights, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; the field defaults are the project's recipe."""
+    arch: str = "resnet18"
+    weights: str = "imagenet"          # imagenet | none | PATH to a checkpoint or state dict
+    strict_weights: bool = False       # make unreachable ImageNet weights an error
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    backbone_lr_scale: float = 0.1     # backbone lr multiplier when starting from pretrained weights
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    input_size: int = 64               # images are resized to this when loaded (the serving input)
+    image_size: int = 64               # what the network sees; resized inside the model
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_transform(size: int) -> v2.Transform:
+    """Augmentation for uint8 CHW tensors: vary framing and lighting, keep the mug's colour."""
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.02),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def eval_transform() -> v2.Transform:
+    return v2.ToDtype(torch.float32, scale=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
+    """A fresh classifier with the initial weights that `cfg.weights` asks for."""
+    model = MugClassifier(cfg.arch, num_classes, cfg.image_size)
+    if cfg.weights == "imagenet":
+        cfg.extra["pretrained"] = load_imagenet_weights(model, strict=cfg.strict_weights)
+    elif cfg.weights != "none":
+        path = Path(cfg.weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
+        result = model.load_state_dict(state, strict=False)
+        if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"}:
+            raise ValueError(f"--weights: {path} does not fit {cfg.arch}: missing {result.missing_keys[:5]}")
+        cfg.extra["pretrained"] = True
+    else:
+        cfg.extra["pretrained"] = False
+    return model
+
+
+def make_optimizer(model: MugClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; pretrained backbones learn `backbone_lr_scale` slower than the new head."""
+    head = list(model.net.fc.parameters())
+    head_ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    scale = cfg.backbone_lr_scale if cfg.extra.get("pretrained") else 1.0
+    return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}],
+                             weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to zero, stepped per batch."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+    """Loss, accuracy, predictions and targets of `model` over `loader`."""
+    model.eval()
+    losses, preds, targets = [], [], []
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        losses.append(F.cross_entropy(logits, labels, reduction="sum").item())
+        preds.append(logits.argmax(1).cpu())
+        targets.append(labels.cpu())
+    preds, targets = torch.cat(preds), torch.cat(targets)
+    return {"loss": sum(losses) / len(targets), "accuracy": (preds == targets).float().mean().item(),
+            "preds": preds, "targets": targets}
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """Create RUN, refusing a non-empty one unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+        output_dir: str | Path, log=print) -> dict[str, Any]:
+    """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics."""
+    out = Path(output_dir)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    model = build_model(cfg, len(class_names)).to(device)
+    loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
+                         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
+                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kwargs)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs) if val_set is not None else None
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(train_loader))
+    meta = dict(train_config={k: v for k, v in asdict(cfg).items()})
+
+    log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
+        f"validating on {len(val_set) if val_set is not None else 0}, device {device}, "
+        f"{torch.get_num_threads()} threads")
+    history, best_acc, start = [], -1.0, time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch")
+        for images, labels in bar:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0}
+        line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
+        if val_loader is not None:
+            result = evaluate(model, val_loader, device)
+            row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
+            if result["accuracy"] > best_acc:
+                best_acc = result["accuracy"]
+                save_checkpoint(out / "best.pt", model, class_names, cfg.input_size, epoch=epoch, **meta)
+        log(line + f"  ({row['epoch_seconds']:.1f}s)")
+        history.append(row)
+        save_checkpoint(out / "last.pt", model, class_names, cfg.input_size, epoch=epoch, **meta)
+
+    save_checkpoint(out / "model.pt", model, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
+    metrics = {"history": history, "train_seconds": time.time() - start,
+               "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
+               "best_val_accuracy": best_acc if val_loader is not None else None,
+               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
+               "class_names": class_names, "config": asdict(cfg)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(f"done in {metrics['train_seconds']:.0f}s; wrote {out / 'model.pt'} and {out / 'metrics.json'}")
+    return metrics
+
+
+def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    """The training flags shared by this CLI and the gcloud modules in `trainer/`."""
+    d = defaults or TrainConfig()
+    g = parser.add_argument_group("training")
+    g.add_argument("--arch", choices=ARCHS, default=d.arch)
+    g.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a checkpoint (default %(default)s)")
+    g.add_argument("--strict-weights", action="store_true", default=d.strict_weights,
+                   help="fail instead of falling back to random init when ImageNet weights are unreachable")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the head (default %(default)s)")
+    g.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
+    g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-dir", required=True, nargs="+", help="class-per-folder training data (one or more)")
+    parser.add_argument("--val-dir", help="class-per-folder validation data")
+    parser.add_argument("--output-dir", required=True, help="run folder for checkpoints and metrics")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output-dir")
+    add_train_args(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        out = prepare_output_dir(args.output_dir, args.overwrite)
+        train = MugDataset(args.train_dir, cfg.input_size, progress=True)
+        val = MugDataset(args.val_dir, cfg.input_size, progress=True) if args.val_dir else None
+        if val is not None and val.num_classes != train.num_classes:
+            raise DatasetError(f"{args.val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
+        cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in args.train_dir]
+        fit(cfg, TransformedSubset(train, transform=train_transform(cfg.input_size)),
+            TransformedSubset(val, transform=eval_transform()) if val is not None else None,
+            train.class_names, out)
+    except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
