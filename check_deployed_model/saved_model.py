@@ -27,6 +27,7 @@ class SavedModelPredictor:
         if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
             raise FileNotFoundError(f"{model_dir}: no saved_model.pb (not a SavedModel folder)")
         self.loader = loader
+        tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice is expected here
         if loader == "graph":
             self._graph = tf.Graph()
             self._session = tf.compat.v1.Session(graph=self._graph)

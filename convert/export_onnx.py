@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -42,25 +43,42 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
     module = ServingModule(classifier).eval()
     example = torch.zeros(2, input_size, input_size, 3)
     tmp = path.with_suffix(".onnx.tmp")
-    torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                      input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                      dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
+    with warnings.catch_warnings():
+        # the size check in MugClassifier.forward is meant to be fixed at trace time
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                          dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
     os.replace(tmp, path)
     return path
 
 
-def sample_images(folder: str | os.PathLike, limit: int = 64) -> list[Path]:
-    """Up to `limit` image files from a class-per-folder tree or a flat folder, spread over classes."""
+def sample_images(folder: str | os.PathLike, limit: int = 64, size: int | None = None) -> list[Path]:
+    """Up to `limit` image files from a class-per-folder tree or a flat folder, spread over classes.
+
+    With `size`, only images that are already `size`x`size` are taken: on those the
+    SavedModel must match PyTorch exactly, while resized inputs are checked separately.
+    """
+    from PIL import Image
+
     from torch_trainer.data import IMAGE_EXTENSIONS, find_classes, list_images
     folder = Path(folder)
     try:
         per_class = [list_images(c.path) for c in find_classes(folder)]
     except ValueError:
         per_class = [sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)]
+    if size is not None:
+        def fits(path: Path) -> bool:
+            try:
+                with Image.open(path) as img:
+                    return img.size == (size, size)
+            except OSError:
+                return False
+        per_class = [[p for p in files if fits(p)] for files in per_class]
     per_class_limit = -(-limit // max(1, len(per_class)))
     picked = [p for files in per_class for p in files[::max(1, len(files) // per_class_limit)][:per_class_limit]]
     if not picked:
-        raise FileNotFoundError(f"{folder}: no images to check the conversion with")
+        raise FileNotFoundError(f"{folder}: no {f'{size}x{size} ' if size else ''}images to check the conversion with")
     return picked
 
 

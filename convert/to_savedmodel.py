@@ -179,7 +179,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     if image_dir is None or not Path(image_dir).is_dir():
         raise FileNotFoundError(f"--images: need a folder of real images to check the conversion with "
                                 f"(checkpoint's training folder {image_dir!r} is not available)")
-    image_paths = sample_images(image_dir)
+    image_paths = sample_images(image_dir, size=input_size)
     started = time.time()
 
     onnx_path = Path(onnx_path) if onnx_path else checkpoint.with_suffix(".onnx")

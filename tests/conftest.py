@@ -1,0 +1,64 @@
+"""Shared fixtures: a synthetic mug data set drawn with Pillow, a trained run and its export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from check_deployed_model.draw_mug import CLASS_NAMES, draw_mug
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_dataset(root: Path, per_class: int, seed: int = 0, names=CLASS_NAMES) -> Path:
+    """A class-per-folder tree of drawn mugs (JPEG, with one PNG of another size per class)."""
+    for label, name in enumerate(names):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = draw_mug(label, seed=seed * 10_000 + i)
+            if i == 0:
+                image.resize((96, 80)).save(folder / f"{i}.png")
+            else:
+                image.save(folder / f"{i}.jpg", quality=95)
+    return root
+
+
+def run_module(module: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module args` from the repo root, as a user would."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """DATA/train (24 per class) and DATA/eval (8 per class), drawn."""
+    root = tmp_path_factory.mktemp("mugs")
+    write_dataset(root / "train", 24, seed=0)
+    write_dataset(root / "eval", 8, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(data_root, tmp_path_factory) -> Path:
+    """A run folder trained briefly on the drawn data through the real CLI."""
+    run = tmp_path_factory.mktemp("run") / "r18"
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--val-dir",
+                      str(data_root / "eval"), "--output-dir", str(run), "--epochs", "6", "--weights", "none",
+                      "--batch-size", "16", "--lr", "3e-3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def export(trained_run, data_root, tmp_path_factory):
+    """(SavedModel folder, CLI output) converted from `trained_run` through the real CLI."""
+    out = tmp_path_factory.mktemp("export") / "exported_model"
+    proc = run_module("convert.to_savedmodel", "--checkpoint", str(trained_run / "model.pt"),
+                      "--output-dir", str(out), "--images", str(data_root / "eval"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout

@@ -1,0 +1,123 @@
+import io
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from check_deployed_model.saved_model import SavedModelPredictor
+from conftest import ROOT, run_module
+from convert.contract import check_contract, read_signature
+from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_images, torch_probabilities
+from torch_trainer.model import MugClassifier, load_checkpoint
+
+
+def test_onnx_matches_pytorch_with_dynamic_batch(trained_run, data_root, tmp_path):
+    import onnxruntime as ort
+    model, meta = load_checkpoint(trained_run / "model.pt")
+    path = export_onnx(model, tmp_path / "m.onnx", 64)
+    pixels = load_pixels(sample_images(data_root / "eval", 16, size=64), 64)
+    report = check_onnx(model, path, pixels)
+    assert report["max_abs_dprob"] <= 1e-5 and report["class_agreement"] == 1.0
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 5):
+        probs = session.run(None, {"images": pixels[:n]})[0]
+        assert probs.shape == (n, 4)
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_onnx_parity_check_catches_a_different_model(trained_run, data_root, tmp_path):
+    model, _ = load_checkpoint(trained_run / "model.pt")
+    path = export_onnx(MugClassifier("resnet18", 4).eval(), tmp_path / "other.onnx", 64)
+    pixels = load_pixels(sample_images(data_root / "eval", 8, size=64), 64)
+    with pytest.raises(AssertionError, match="disagrees"):
+        check_onnx(model, path, pixels)
+
+
+def test_export_has_the_exact_contract(export):
+    model_dir, _ = export
+    assert read_signature(model_dir) == {
+        "inputs": {"bytes": ("DT_STRING", [-1])},
+        "outputs": {"CLASSES": ("DT_INT64", [-1]), "PROBABILITIES": ("DT_FLOAT", [-1, 4])}}
+    check_contract(model_dir)
+    cli = subprocess.run([str(ROOT / ".venv/bin/saved_model_cli") if (ROOT / ".venv/bin/saved_model_cli").exists()
+                          else "saved_model_cli", "show", "--dir", str(model_dir), "--tag_set", "serve",
+                          "--signature_def", "serving_default"], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert "inputs['bytes']" in cli.stdout and "DT_STRING" in cli.stdout
+    assert "outputs['CLASSES']" in cli.stdout and "outputs['PROBABILITIES']" in cli.stdout
+
+
+def test_conversion_report_is_within_bounds(export):
+    _, stdout = export
+    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("  ")}
+    for key in ("onnxruntime", "graph/files", "graph/png", "tf2/files", "tf2/png"):
+        assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0, (key, rows[key])
+    assert float(rows["graph/resized_png"][0]) < 0.05
+
+
+GRAPH_MODE_SCRIPT = """
+import sys, time, base64, json
+import numpy as np
+import tensorflow as tf
+t0 = time.time()
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+    meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], sys.argv[1])
+    sig = meta.signature_def["serving_default"]
+    out = sess.run({k: v.name for k, v in sig.outputs.items()},
+                   {sig.inputs["bytes"].name: np.array([open(p, "rb").read() for p in sys.argv[2:]], dtype=object)})
+print(json.dumps({"seconds": time.time() - t0, "classes": out["CLASSES"].tolist(),
+                  "probabilities": out["PROBABILITIES"].tolist()}))
+"""
+
+
+def test_graph_mode_loader_answers_within_30s(export, trained_run, data_root):
+    import json
+    model_dir, _ = export
+    paths = sample_images(data_root / "eval", 8, size=64)
+    proc = subprocess.run([sys.executable, "-c", GRAPH_MODE_SCRIPT, str(model_dir), *map(str, paths)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    model, _ = load_checkpoint(trained_run / "model.pt")
+    reference = torch_probabilities(model, load_pixels(paths, 64))
+    assert np.abs(np.array(result["probabilities"]) - reference).max() <= 1e-5
+    assert result["classes"] == reference.argmax(1).tolist()
+
+
+def test_tf2_loader_png_and_other_sizes(export, trained_run, data_root):
+    model_dir, _ = export
+    model, _ = load_checkpoint(trained_run / "model.pt")
+    predictor = SavedModelPredictor(model_dir, "tf2")
+    path = sample_images(data_root / "eval", 4, size=64)[1]
+    pixels = load_pixels([path], 64)
+    image = Image.fromarray(pixels[0].astype(np.uint8))
+    png, big = io.BytesIO(), io.BytesIO()
+    image.save(png, format="PNG")
+    image.resize((250, 180), Image.BICUBIC).save(big, format="JPEG", quality=90)
+    out = predictor.predict([path.read_bytes(), png.getvalue(), big.getvalue()])
+    assert out["PROBABILITIES"].shape == (3, 4) and out["CLASSES"].dtype == np.int64
+    reference = torch_probabilities(model, pixels)[0]
+    np.testing.assert_allclose(out["PROBABILITIES"][0], reference, atol=1e-5)
+    np.testing.assert_allclose(out["PROBABILITIES"][1], reference, atol=1e-5)
+    big_ref = torch_probabilities(model, load_pixels([io.BytesIO(big.getvalue())], 64))[0]
+    assert np.abs(out["PROBABILITIES"][2] - big_ref).max() < 0.05
+
+
+def test_not_an_image_is_an_error(export):
+    model_dir, _ = export
+    predictor = SavedModelPredictor(model_dir, "graph")
+    with pytest.raises(Exception, match="(?i)image|jpeg|png|format"):
+        predictor.predict([b"definitely not an image"])
+
+
+def test_existing_export_is_never_overwritten(export, trained_run, tmp_path):
+    model_dir, _ = export
+    before = (model_dir / "saved_model.pb").stat().st_mtime_ns
+    proc = run_module("convert.to_savedmodel", "--checkpoint", str(trained_run / "model.pt"),
+                      "--output-dir", str(model_dir))
+    assert proc.returncode == 2 and "already exists" in proc.stderr and str(model_dir) in proc.stderr
+    assert (model_dir / "saved_model.pb").stat().st_mtime_ns == before

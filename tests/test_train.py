@@ -1,0 +1,96 @@
+import json
+import warnings
+
+import pytest
+import torch
+import torchvision
+
+from conftest import run_module
+from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
+from torch_trainer.train import TrainConfig, build_model
+
+
+def test_run_writes_checkpoints_and_metrics(trained_run):
+    for name in ("model.pt", "last.pt", "best.pt", "metrics.json"):
+        assert (trained_run / name).is_file(), name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == list(range(1, 7))
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    # the drawn classes differ in colour: a few epochs must get well past chance (25%)
+    assert metrics["best_val_accuracy"] >= 0.75, metrics["history"]
+
+
+def test_checkpoint_round_trip(trained_run, tmp_path):
+    model, meta = load_checkpoint(trained_run / "model.pt")
+    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 64
+    assert meta["class_names"] == ["0white", "1black", "2blue", "3transparent"]
+    x = torch.rand(3, 3, 64, 64)
+    save_checkpoint(tmp_path / "copy.pt", model, meta["class_names"], meta["input_size"])
+    again, _ = load_checkpoint(tmp_path / "copy.pt")
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    # a plain weights_only load works: no pickled code in the checkpoint
+    assert "state_dict" in torch.load(trained_run / "model.pt", weights_only=True)
+
+
+def test_bad_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="model.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_refuses_non_empty_output_dir(data_root, trained_run):
+    before = (trained_run / "model.pt").read_bytes()
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--output-dir",
+                      str(trained_run), "--epochs", "1", "--weights", "none")
+    assert proc.returncode == 2
+    assert "not empty" in proc.stderr and str(trained_run) in proc.stderr
+    assert (trained_run / "model.pt").read_bytes() == before
+
+
+def test_bad_data_dir_is_a_clear_error(tmp_path):
+    proc = run_module("torch_trainer.train", "--train-dir", str(tmp_path / "nope"), "--output-dir",
+                      str(tmp_path / "run"), "--weights", "none")
+    assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def unreachable_weights(monkeypatch):
+    """Send torchvision's real download code to a closed local port, whatever network this machine has."""
+    real = torchvision.models._api.load_state_dict_from_url
+
+    def offline(url, *args, **kwargs):
+        return real("http://127.0.0.1:9/" + url.rsplit("/", 1)[-1], *args, **kwargs)
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+
+
+def test_imagenet_unreachable_falls_back_loudly(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    unreachable_weights(monkeypatch)
+    cfg = TrainConfig(weights="imagenet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model(cfg, 4)
+    assert any("RANDOM INITIALISATION" in str(w.message) for w in caught)
+    assert cfg.extra["pretrained"] is False
+    with pytest.raises(WeightsUnavailable, match="could not download ImageNet weights"):
+        build_model(TrainConfig(weights="imagenet", strict_weights=True), 4)
+
+
+def test_weights_from_a_checkpoint(trained_run):
+    cfg = TrainConfig(weights=str(trained_run / "model.pt"))
+    model = build_model(cfg, 4)
+    source, _ = load_checkpoint(trained_run / "model.pt")
+    assert torch.equal(model.net.conv1.weight, source.net.conv1.weight)
+    assert cfg.extra["pretrained"] is True
+
+
+@pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
+def test_other_archs_build(arch):
+    model = MugClassifier(arch, 4).eval()
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 4)
+    with pytest.raises(ValueError, match="resnet9"):
+        MugClassifier("resnet9", 4)

@@ -1,0 +1,47 @@
+"""Train on DATA/train + DATA/eval, then export the SavedModel to JOB_DIR/exported_model.
+
+    python -m trainer.final_task --data-dir data [--job-dir output] [--epochs N ...]
+
+An existing JOB_DIR/exported_model is kept: the new export gets a timestamp suffix.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from convert.to_savedmodel import convert_checkpoint, format_report
+from torch_trainer.data import DatasetError, MugDataset, TransformedSubset, split_dir
+from torch_trainer.model import WeightsUnavailable
+from torch_trainer.train import fit, train_transform
+from trainer.job import fresh_dir, parse_job_args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
+    try:
+        roots = [split_dir(args.data_dir, "train"), split_dir(args.data_dir, "eval")]
+        if roots[0] is None:
+            raise DatasetError(f"{args.data_dir}: no train/ folder (get the data with: "
+                               "gsutil -m cp -R gs://ml6_junior_ml_engineer_challenge_cv_mugs_data/data .)")
+        if roots[1] is None:
+            print(f"no eval split in {args.data_dir}: training on train/ alone")
+            roots = roots[:1]
+        data = MugDataset(roots, cfg.input_size, progress=True)
+        cfg.extra["train_dirs"] = [str(r.resolve()) for r in roots]
+        run_dir = fresh_dir(f"{args.job_dir}/checkpoint")
+        run_dir.mkdir(parents=True)
+        fit(cfg, TransformedSubset(data, transform=train_transform(cfg.input_size)), None, data.class_names, run_dir)
+        export_dir = fresh_dir(f"{args.job_dir}/exported_model")
+        report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
+    except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, AssertionError,
+            RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    print(f"SavedModel written to {export_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

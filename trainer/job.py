@@ -1,0 +1,39 @@
+"""Command line and output folders shared by the gcloud entry points."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Sequence
+
+from torch_trainer.train import TrainConfig, add_train_args, config_from_args
+from trainer.model import HPARAMS
+
+
+def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, TrainConfig]:
+    """--data-dir, --job-dir and every training flag (defaults from trainer/model.py).
+
+    Arguments this job does not know (gcloud adds some of its own) are ignored with a note.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", default="data", help="folder holding train/ and optionally eval/ (or test/)")
+    parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go")
+    add_train_args(parser, HPARAMS)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"ignoring arguments this job does not use: {' '.join(unknown)}")
+    return args, config_from_args(args)
+
+
+def fresh_dir(path: str | Path) -> Path:
+    """`path` if it does not exist yet, else `path_YYYYmmdd-HHMMSS` (as ML6's final_task does)."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    stamped = path.with_name(f"{path.name}_{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while stamped.exists():
+        stamped = path.with_name(f"{path.name}_{time.strftime('%Y%m%d-%H%M%S')}_{n}")
+        n += 1
+    return stamped

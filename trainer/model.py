@@ -1,0 +1,32 @@
+"""The recipe of the gcloud jobs: read this first.
+
+`trainer.task` and `trainer.final_task` train with exactly these settings unless a flag
+on their command line overrides one (for example `--epochs 5`). The model is
+torchvision's ResNet; `torch_trainer/model.py` builds it and `torch_trainer/train.py`
+trains it. Offline, `weights="imagenet"` falls back to random initialisation with a
+loud warning (`--strict-weights` makes that an error).
+"""
+
+from torch_trainer.train import TrainConfig
+
+HPARAMS = TrainConfig(
+    arch="resnet18",
+    weights="imagenet",
+    epochs=30,
+    batch_size=64,
+    lr=2e-3,
+    backbone_lr_scale=0.1,
+    weight_decay=0.05,
+    warmup_epochs=1.0,
+    label_smoothing=0.1,
+    input_size=64,
+    image_size=64,
+    seed=0,
+    workers=0,
+    device="auto",
+)
+
+# trainer.task without an eval split: share of train held out, in groups of near-identical
+# burst frames (thumbnail distance below the threshold) so that no frame's twin leaks.
+VAL_FRACTION = 0.2
+NEAR_DUPLICATE_THRESHOLD = 0.15

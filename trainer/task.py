@@ -1,0 +1,65 @@
+"""Train on DATA/train, evaluate on DATA/eval, print accuracy and a per-class report.
+
+    python -m trainer.task --data-dir data [--job-dir output] [--epochs N ...]
+
+Without an eval split, a validation set is carved out of train in whole groups of
+near-identical burst frames, so that no frame has its twin on the other side.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Sequence
+
+from torch_trainer.data import (DatasetError, MugDataset, TransformedSubset, group_split, near_duplicate_groups,
+                                split_dir)
+from torch_trainer.model import WeightsUnavailable
+from torch_trainer.report import classification_report, format_report
+from torch_trainer.train import eval_transform, evaluate, fit, pick_device, train_transform
+from trainer.job import fresh_dir, parse_job_args
+from trainer.model import NEAR_DUPLICATE_THRESHOLD, VAL_FRACTION
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
+    try:
+        train_root = split_dir(args.data_dir, "train")
+        if train_root is None:
+            raise DatasetError(f"{args.data_dir}: no train/ folder (get the data with: "
+                               "gsutil -m cp -R gs://ml6_junior_ml_engineer_challenge_cv_mugs_data/data .)")
+        eval_root = split_dir(args.data_dir, "eval")
+        train = MugDataset(train_root, cfg.input_size, progress=True)
+        if eval_root is not None:
+            val = MugDataset(eval_root, cfg.input_size, progress=True)
+            train_set = TransformedSubset(train, transform=train_transform(cfg.input_size))
+            val_set = TransformedSubset(val, transform=eval_transform())
+        else:
+            groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
+            train_idx, val_idx = group_split(train.targets, groups, VAL_FRACTION, cfg.seed)
+            print(f"no eval split in {args.data_dir}: holding out {len(val_idx)} of {len(train)} training "
+                  f"images in {len(set(groups[val_idx]))} groups of near-identical frames")
+            train_set = TransformedSubset(train, train_idx, train_transform(cfg.input_size))
+            val_set = TransformedSubset(train, val_idx, eval_transform())
+        cfg.extra["train_dirs"] = [str(train_root.resolve())]
+        run_dir = fresh_dir(f"{args.job_dir}/task_run")
+        run_dir.mkdir(parents=True)
+        fit(cfg, train_set, val_set, train.class_names, run_dir)
+    except (DatasetError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    from torch.utils.data import DataLoader
+    from torch_trainer.model import load_checkpoint
+    model, _ = load_checkpoint(run_dir / "model.pt")
+    device = pick_device(cfg.device)
+    result = evaluate(model.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
+    report = classification_report(result["preds"], result["targets"], train.class_names)
+    (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
