@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int):
     """
     import onnx
     import tensorflow as tf
-    from onnx_tf.backend import prepare
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tensorflow-addons' end-of-life notice, imported by onnx-tf
+        from onnx_tf.backend import prepare
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     rep = prepare(onnx.load(str(onnx_path)), device="CPU")
@@ -87,6 +90,7 @@ def save_graph_savedmodel(graph_def, input_name: str, output_names: dict[str, st
                           num_classes: int) -> None:
     """Write a plain `serve` SavedModel with a `serving_default` predict signature."""
     import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")  # v1 SavedModel builder deprecation notices: v1 is the point here
     v1 = tf.compat.v1
     with tf.Graph().as_default() as graph:
         tf.graph_util.import_graph_def(graph_def, name="")

@@ -1,0 +1,58 @@
+"""One short epoch on ML6's real training images, export, and ML6's own request files.
+
+The images live outside the project: $FIND_ML6_MUG_SHARED (set by .ci/run), else ../shared.
+In CI a missing folder is a failure, not a skip.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_module
+
+SHARED = Path(os.environ.get("FIND_ML6_MUG_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="module")
+def shared():
+    if not (SHARED / "mug-data" / "train").is_dir():
+        message = f"{SHARED}/mug-data/train not found: set FIND_ML6_MUG_SHARED to the shared folder"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED
+
+
+@pytest.fixture(scope="module")
+def real_export(shared, tmp_path_factory):
+    job = tmp_path_factory.mktemp("real-job")
+    proc = run_module("trainer.final_task", "--data-dir", str(shared / "mug-data"), "--job-dir", str(job),
+                      "--epochs", "1", "--weights", "none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training resnet18 on 2000 images" in proc.stdout
+    return job / "exported_model", proc.stdout
+
+
+def test_real_parity_report(real_export):
+    _, stdout = real_export
+    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("  ")}
+    for key in ("onnxruntime", "graph/files", "tf2/files"):
+        assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0
+        assert int(rows[key][2]) == 64
+
+
+def test_ml6_request_files(real_export, shared):
+    model_dir, _ = real_export
+    tables = []
+    for flag, name in (("--json-instances", "test.json"), ("--json-request", "test_request.json")):
+        proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), flag,
+                          str(shared / "check_deployed_model" / name))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.strip().splitlines()
+        assert lines[0].split() == ["CLASSES", "PROBABILITIES"] and len(lines) == 2
+        cls, probs = lines[1].split(None, 1)
+        assert 0 <= int(cls) <= 3 and len(json.loads(probs)) == 4
+        tables.append(lines)
+    assert tables[0] == tables[1]  # the same image in both files

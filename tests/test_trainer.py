@@ -1,0 +1,76 @@
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from check_deployed_model.saved_model import SavedModelPredictor
+from conftest import run_module
+from convert.contract import check_contract
+from torch_trainer.train import TrainConfig
+from trainer.model import HPARAMS
+
+FAST = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--some-gcloud-flag", "x")
+
+
+def digest(folder):
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())).hexdigest()
+
+
+def test_hparams_are_a_complete_recipe():
+    assert isinstance(HPARAMS, TrainConfig)
+    assert HPARAMS.arch == "resnet18" and HPARAMS.epochs > 0
+
+
+def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
+    job = tmp_path / "job"
+    first = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *FAST)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "ignoring arguments this job does not use: --some-gcloud-flag x" in first.stdout
+    export = job / "exported_model"
+    check_contract(export)
+    out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
+    assert out["PROBABILITIES"].shape == (1, 4)
+    before = digest(export)
+
+    second = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *FAST)
+    assert second.returncode == 0, second.stderr[-3000:]
+    stamped = [p for p in job.iterdir() if p.name.startswith("exported_model_")]
+    assert len(stamped) == 1, list(job.iterdir())
+    check_contract(stamped[0])
+    assert digest(export) == before
+    assert f"SavedModel written to {stamped[0]}" in second.stdout
+
+
+def test_final_task_without_eval_trains_on_train_alone(data_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(data_root / "train", data / "train")
+    proc = run_module("trainer.final_task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"),
+                      "--epochs", "1", "--weights", "none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no eval split" in proc.stdout and "training resnet18 on 96 images" in proc.stdout
+    check_contract(tmp_path / "job" / "exported_model")
+
+
+def test_task_reports_per_class_on_eval(data_root, tmp_path):
+    proc = run_module("trainer.task", "--data-dir", str(data_root), "--job-dir", str(tmp_path), *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validating on 32" in proc.stdout
+    assert "accuracy" in proc.stdout and "precision" in proc.stdout
+    for name in ("0white", "1black", "2blue", "3transparent"):
+        assert name in proc.stdout
+    assert (tmp_path / "task_run" / "eval_report.json").is_file()
+
+
+def test_task_carves_validation_without_eval(data_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(data_root / "train", data / "train")
+    proc = run_module("trainer.task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"), *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no eval split" in proc.stdout and "groups of near-identical frames" in proc.stdout
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    proc = run_module("trainer.final_task", "--data-dir", str(tmp_path / "data"), "--job-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "gsutil" in proc.stderr and str(tmp_path / "data") in proc.stderr
