@@ -15,10 +15,15 @@ CLASS_NAMES = ("0white", "1black", "2blue", "3transparent")
 BODY = {0: (235, 235, 230), 1: (25, 25, 28), 2: (30, 60, 170)}
 
 
-def draw_mug(label: int, seed: int = 0, size: int = 64) -> Image.Image:
-    """One RGB picture of class `label`; `seed` varies background, position, scale and noise."""
+def draw_mug(label: int, seed: int = 0, size: int = 64,
+             background: tuple[int, int, int] | None = None) -> Image.Image:
+    """One RGB picture of class `label`; `seed` varies background, position, scale and noise.
+
+    A fixed `background` colour makes pictures that look like one photo shoot.
+    """
     rng = random.Random(seed * 4 + label)
     bg = tuple(rng.randint(70, 180) for _ in range(3))
+    bg = background or bg
     image = Image.new("RGB", (size, size), bg)
     draw = ImageDraw.Draw(image)
     scale = rng.uniform(0.45, 0.7) * size

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
@@ -43,6 +44,18 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    ema_decay: float = 0.995           # EMA of weights per step; 0 turns it off
+    # augmentation: vary framing, lighting and background, keep the mug's colour
+    crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
+    rotate: float = 10.0               # max degrees
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.3
+    hue: float = 0.02                  # small: hue is what tells a blue mug from a black one
+    blur_p: float = 0.2
+    noise: float = 0.03                # std of Gaussian pixel noise on [0, 1] pixels
+    erase_p: float = 0.25
+    amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     input_size: int = 64               # images are resized to this when loaded (the serving input)
     image_size: int = 64               # what the network sees; resized inside the model
     seed: int = 0
@@ -51,13 +64,18 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def train_transform(size: int) -> v2.Transform:
-    """Augmentation for uint8 CHW tensors: vary framing and lighting, keep the mug's colour."""
+def train_transform(cfg: TrainConfig) -> v2.Transform:
+    """Augmentation for uint8 CHW tensors: vary framing, lighting, sharpness and background
+    patches (what changes from scene to scene), keep the mug's colour (what names the class)."""
     return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True),
+        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=(0.75, 1.33), antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.02),
+        v2.RandomApply([v2.RandomRotation(cfg.rotate)], p=0.5 if cfg.rotate else 0.0),
+        v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue),
+        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=cfg.blur_p),
         v2.ToDtype(torch.float32, scale=True),
+        v2.GaussianNoise(sigma=cfg.noise) if cfg.noise else v2.Identity(),
+        v2.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15), value=0.5),
     ])
 
 
@@ -69,6 +87,17 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype for this run, or None for full float32 (always on the CPU)."""
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    if cfg.amp in ("bf16", "auto"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if cfg.amp == "auto" else None)
+    raise ValueError(f"--amp: unknown mode {cfg.amp!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -147,37 +176,69 @@ def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
 
 
 def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
-        output_dir: str | Path, log=print) -> dict[str, Any]:
-    """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics."""
+        output_dir: str | Path, log=print, resume: dict[str, Any] | None = None,
+        stop_after: int | None = None) -> dict[str, Any]:
+    """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics.
+
+    `resume` is the `training_state` of a RUN/last.pt: training continues where it stopped,
+    with the same optimiser, schedule, EMA and random streams, so the result is the one an
+    uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
+    """
     out = Path(output_dir)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     model = build_model(cfg, len(class_names)).to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
     loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
                          pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
-                              generator=torch.Generator().manual_seed(cfg.seed), **loader_kwargs)
+                              generator=generator, **loader_kwargs)
     val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs) if val_set is not None else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
-    meta = dict(train_config={k: v for k, v in asdict(cfg).items()})
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
+        if cfg.ema_decay > 0 else None
+    amp_dtype = autocast_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    meta = dict(train_config=asdict(cfg))
+
+    history, best_acc, first_epoch = [], -1.0, 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        scaler.load_state_dict(resume["scaler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
+        log(f"resuming {out} after epoch {resume['epoch']}")
+    final = ema.module if ema is not None else model
 
     log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
         f"validating on {len(val_set) if val_set is not None else 0}, device {device}, "
-        f"{torch.get_num_threads()} threads")
-    history, best_acc, start = [], -1.0, time.time()
-    for epoch in range(1, cfg.epochs + 1):
+        f"{torch.get_num_threads()} threads, amp {amp_dtype or 'off'}, ema {cfg.ema_decay or 'off'}")
+    start, ran = time.time(), 0
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            break
         model.train()
         t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch")
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0)
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -186,24 +247,33 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0}
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
         if val_loader is not None:
-            result = evaluate(model, val_loader, device)
+            result = evaluate(final, val_loader, device)
             row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
             if result["accuracy"] > best_acc:
                 best_acc = result["accuracy"]
-                save_checkpoint(out / "best.pt", model, class_names, cfg.input_size, epoch=epoch, **meta)
+                save_checkpoint(out / "best.pt", final, class_names, cfg.input_size, epoch=epoch, **meta)
         log(line + f"  ({row['epoch_seconds']:.1f}s)")
         history.append(row)
-        save_checkpoint(out / "last.pt", model, class_names, cfg.input_size, epoch=epoch, **meta)
+        ran += 1
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+                 "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                 "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
+        save_checkpoint(out / "last.pt", final, class_names, cfg.input_size, epoch=epoch, training_state=state,
+                        **meta)
 
-    save_checkpoint(out / "model.pt", model, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
-    metrics = {"history": history, "train_seconds": time.time() - start,
+    metrics = {"history": history, "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg)}
+               "class_names": class_names, "config": asdict(cfg), "complete": bool(history) and
+               history[-1]["epoch"] == cfg.epochs}
+    if metrics["complete"]:
+        save_checkpoint(out / "model.pt", final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log(f"done in {metrics['train_seconds']:.0f}s; wrote {out / 'model.pt'} and {out / 'metrics.json'}")
+    log(f"done in {time.time() - start:.0f}s; wrote "
+        f"{out / 'model.pt' if metrics['complete'] else out / 'last.pt'} and {out / 'metrics.json'}")
     return metrics
 
 
@@ -222,6 +292,19 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per-step EMA of weights; 0 = off")
+    g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=d.amp,
+                   help="mixed precision on CUDA (auto: bf16 where supported); the CPU always trains in float32")
+    a = parser.add_argument_group("augmentation")
+    a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
+    a.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees")
+    a.add_argument("--brightness", type=float, default=d.brightness)
+    a.add_argument("--contrast", type=float, default=d.contrast)
+    a.add_argument("--saturation", type=float, default=d.saturation)
+    a.add_argument("--hue", type=float, default=d.hue)
+    a.add_argument("--blur-p", type=float, default=d.blur_p, help="probability of a Gaussian blur")
+    a.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian pixel noise (0..1 scale)")
+    a.add_argument("--erase-p", type=float, default=d.erase_p, help="probability of erasing a patch")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--seed", type=int, default=d.seed)
@@ -233,25 +316,48 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
 
 
+def load_resume_state(run: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and training state saved in RUN/last.pt."""
+    path = Path(run) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} not found")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "training_state" not in ckpt:
+        raise ValueError(f"--resume: {path} holds no training state")
+    return TrainConfig(**ckpt["train_config"]), ckpt["training_state"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-dir", required=True, nargs="+", help="class-per-folder training data (one or more)")
+    parser.add_argument("--train-dir", nargs="+", help="class-per-folder training data (one or more)")
     parser.add_argument("--val-dir", help="class-per-folder validation data")
-    parser.add_argument("--output-dir", required=True, help="run folder for checkpoints and metrics")
+    parser.add_argument("--output-dir", help="run folder for checkpoints and metrics")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output-dir")
+    parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN with its own settings")
+    parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
     add_train_args(parser)
     args = parser.parse_args(argv)
-    cfg = config_from_args(args)
     try:
-        out = prepare_output_dir(args.output_dir, args.overwrite)
-        train = MugDataset(args.train_dir, cfg.input_size, progress=True)
-        val = MugDataset(args.val_dir, cfg.input_size, progress=True) if args.val_dir else None
+        resume = None
+        if args.resume:
+            cfg, resume = load_resume_state(args.resume)
+            out = Path(args.resume)
+            train_dirs, val_dir = cfg.extra["train_dirs"], cfg.extra.get("val_dir")
+        else:
+            if not args.train_dir or not args.output_dir:
+                parser.error("--train-dir and --output-dir are required (or --resume RUN)")
+            cfg = config_from_args(args)
+            out = prepare_output_dir(args.output_dir, args.overwrite)
+            train_dirs, val_dir = args.train_dir, args.val_dir
+            cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in train_dirs]
+            cfg.extra["val_dir"] = str(Path(val_dir).resolve()) if val_dir else None
+        train = MugDataset(train_dirs, cfg.input_size, progress=True)
+        val = MugDataset(val_dir, cfg.input_size, progress=True) if val_dir else None
         if val is not None and val.num_classes != train.num_classes:
-            raise DatasetError(f"{args.val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
-        cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in args.train_dir]
-        fit(cfg, TransformedSubset(train, transform=train_transform(cfg.input_size)),
+            raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
+        fit(cfg, TransformedSubset(train, transform=train_transform(cfg)),
             TransformedSubset(val, transform=eval_transform()) if val is not None else None,
-            train.class_names, out)
+            train.class_names, out, resume=resume, stop_after=args.stop_after)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

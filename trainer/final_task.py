@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.extra["train_dirs"] = [str(r.resolve()) for r in roots]
         run_dir = fresh_dir(f"{args.job_dir}/checkpoint")
         run_dir.mkdir(parents=True)
-        fit(cfg, TransformedSubset(data, transform=train_transform(cfg.input_size)), None, data.class_names, run_dir)
+        fit(cfg, TransformedSubset(data, transform=train_transform(cfg)), None, data.class_names, run_dir)
         export_dir = fresh_dir(f"{args.job_dir}/exported_model")
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
     except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, AssertionError,

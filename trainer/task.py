@@ -32,14 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = MugDataset(train_root, cfg.input_size, progress=True)
         if eval_root is not None:
             val = MugDataset(eval_root, cfg.input_size, progress=True)
-            train_set = TransformedSubset(train, transform=train_transform(cfg.input_size))
+            train_set = TransformedSubset(train, transform=train_transform(cfg))
             val_set = TransformedSubset(val, transform=eval_transform())
         else:
             groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
             train_idx, val_idx = group_split(train.targets, groups, VAL_FRACTION, cfg.seed)
             print(f"no eval split in {args.data_dir}: holding out {len(val_idx)} of {len(train)} training "
                   f"images in {len(set(groups[val_idx]))} groups of near-identical frames")
-            train_set = TransformedSubset(train, train_idx, train_transform(cfg.input_size))
+            train_set = TransformedSubset(train, train_idx, train_transform(cfg))
             val_set = TransformedSubset(train, val_idx, eval_transform())
         cfg.extra["train_dirs"] = [str(train_root.resolve())]
         run_dir = fresh_dir(f"{args.job_dir}/task_run")

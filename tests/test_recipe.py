@@ -1,0 +1,92 @@
+"""The training recipe's tools: shoots, cross-scene validation, evaluation, resume, repeatability."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from check_deployed_model.draw_mug import CLASS_NAMES, draw_mug
+from conftest import run_module
+from torch_trainer.data import MugDataset
+from torch_trainer.shoots import find_shoots
+
+BACKGROUNDS = [(60, 60, 70), (190, 170, 140)]
+
+
+@pytest.fixture(scope="module")
+def two_shoots(tmp_path_factory):
+    """8 pictures per class on each of two backgrounds, like ML6's two shoots per class."""
+    root = tmp_path_factory.mktemp("shoots")
+    for label, name in enumerate(CLASS_NAMES):
+        (root / name).mkdir()
+        for i in range(16):
+            draw_mug(label, seed=i, background=BACKGROUNDS[i // 8]).save(root / name / f"{i}.jpg", quality=95)
+    return root
+
+
+def test_find_shoots_separates_backgrounds(two_shoots):
+    data = MugDataset(two_shoots)
+    shoots = find_shoots(data.images, data.targets)
+    for label in range(4):
+        per_class = shoots[data.targets.numpy() == label]
+        names = [p.stem for p in np.array(data.paths)[data.targets.numpy() == label]]
+        by_bg = {int(n) // 8: set() for n in names}
+        for n, s in zip(names, per_class):
+            by_bg[int(n) // 8].add(int(s))
+        assert all(len(v) == 1 for v in by_bg.values()) and by_bg[0] != by_bg[1]
+
+
+def test_validate_reports_every_fold(two_shoots, tmp_path):
+    out = tmp_path / "report"
+    proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
+                      "--epochs", "1", "--weights", "none", "--batch-size", "16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["seed"], r["fold"]) for r in report["runs"]] == [(0, 0), (0, 1)]
+    assert report["shoot_sizes"] == {name: [8, 8] for name in CLASS_NAMES}
+    assert sum(map(sum, report["pooled"]["confusion"])) == 64
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "held-out shoot" in (out / "report.md").read_text()
+
+
+def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root, tmp_path):
+    model_dir, _ = export
+    reports = []
+    for flag, value, out in (("--checkpoint", trained_run / "model.pt", tmp_path / "ckpt"),
+                             ("--model-dir", model_dir, tmp_path / "saved")):
+        proc = run_module("torch_trainer.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
+                          "--output-dir", str(out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "accuracy" in proc.stdout and "confusion" in proc.stdout
+        for png in ("confusion.png", "misclassified.png"):
+            assert (out / png).read_bytes()[:4] == b"\x89PNG"
+        reports.append(json.loads((out / "report.json").read_text()))
+    # the eval set holds one 96x80 PNG per class, resized slightly differently by TF: allow one flip
+    assert abs(reports[0]["accuracy"] - reports[1]["accuracy"]) <= 1 / 32
+    assert len(reports[0]["misclassified"]) == round((1 - reports[0]["accuracy"]) * 32)
+
+
+def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
+    common = ["--train-dir", str(data_root / "eval"), "--epochs", "2", "--weights", "none", "--batch-size", "8"]
+    full = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-3000:]
+    part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
+    assert part.returncode == 0 and "--resume" in part.stdout
+    assert not (tmp_path / "part" / "model.pt").exists()
+    resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((tmp_path / "part" / "metrics.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
+    common = ["--train-dir", str(data_root / "eval"), "--epochs", "1", "--weights", "none", "--batch-size", "8"]
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        proc = run_module("torch_trainer.train", *common, "--seed", seed, "--output-dir", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    w = {n: torch.load(tmp_path / n / "model.pt", weights_only=True)["state_dict"]["net.fc.weight"] for n in "abc"}
+    assert torch.equal(w["a"], w["b"]) and not torch.equal(w["a"], w["c"])

@@ -1,0 +1,125 @@
+"""Score a checkpoint or an exported SavedModel on a class-per-folder data set.
+
+    python -m torch_trainer.evaluate --checkpoint RUN/model.pt --data-dir DIR [--output-dir OUT]
+    python -m torch_trainer.evaluate --model-dir EXPORT --data-dir DIR [--output-dir OUT]
+
+Prints accuracy, per-class precision/recall and the confusion matrix; writes OUT/report.json,
+OUT/confusion.png and OUT/misclassified.png (a contact sheet of the mistakes) so that a
+person can look at what went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from torch_trainer.data import DatasetError, MugDataset
+from torch_trainer.report import classification_report, format_report
+
+
+def plot_confusion(report: dict, path: Path, title: str = "") -> None:
+    """The confusion matrix as a labelled heat map (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(report["per_class"])
+    cm = np.array(report["confusion"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {report['accuracy']:.4f} on {report['images']} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 10) -> None:
+    """A grid of HWC uint8 images with a caption under each (PNG); says so when there are none."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=7)
+    if not images:
+        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int = 256) -> np.ndarray:
+    """Class predictions of a checkpoint on the in-memory images of `data`."""
+    from torch_trainer.model import load_checkpoint
+    model, _ = load_checkpoint(checkpoint)
+    preds = [model(data.images[i:i + batch_size].float() / 255).argmax(1) for i in range(0, len(data), batch_size)]
+    return torch.cat(preds).numpy()
+
+
+def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
+    """Class predictions of an exported SavedModel on the original image files' bytes."""
+    from check_deployed_model.saved_model import SavedModelPredictor
+    predictor = SavedModelPredictor(model_dir, "graph")
+    blobs = [p.read_bytes() for p in data.paths]
+    return np.concatenate([predictor.predict(blobs[i:i + batch_size])["CLASSES"]
+                           for i in range(0, len(blobs), batch_size)])
+
+
+def write_report(data: MugDataset, preds: np.ndarray, output_dir: Path | None, max_sheet: int = 100) -> dict:
+    """Report of `preds` against `data`'s labels; with `output_dir`, JSON and the two PNGs too."""
+    targets = data.targets.numpy()
+    report = classification_report(preds, targets, data.class_names)
+    wrong = np.flatnonzero(preds != targets)
+    report["misclassified"] = [{"path": str(data.paths[i]), "true": int(targets[i]), "predicted": int(preds[i])}
+                               for i in wrong]
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+        plot_confusion(report, output_dir / "confusion.png")
+        shown = wrong[:max_sheet]
+        contact_sheet([data.images[i].permute(1, 2, 0).numpy() for i in shown],
+                      [f"{data.paths[i].parent.name}/{data.paths[i].name}\n-> {data.class_names[preds[i]]}"
+                       for i in shown], output_dir / "misclassified.png")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="RUN/model.pt")
+    model.add_argument("--model-dir", help="exported SavedModel (scored through serving_default on the files' bytes)")
+    parser.add_argument("--data-dir", required=True, help="class-per-folder images with known labels")
+    parser.add_argument("--output-dir", help="where report.json, confusion.png and misclassified.png go")
+    args = parser.parse_args(argv)
+    try:
+        data = MugDataset(args.data_dir, progress=True)
+        preds = predict_checkpoint(args.checkpoint, data) if args.checkpoint else predict_savedmodel(args.model_dir, data)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = write_report(data, preds, Path(args.output_dir) if args.output_dir else None)
+    print(format_report(report))
+    if args.output_dir:
+        print(f"wrote {args.output_dir}/report.json, confusion.png, misclassified.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
