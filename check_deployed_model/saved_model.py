@@ -16,10 +16,11 @@ class SavedModelPredictor:
 
     loader="graph" uses `tf.compat.v1.saved_model.loader.load` into a Session (what
     `gcloud ai-platform local predict`, AI Platform and TensorFlow Serving do);
-    loader="tf2" uses `tf.saved_model.load`.
+    loader="tf2" uses `tf.saved_model.load`. `threads` fixes the graph-mode Session's
+    intra-op threads (inter-op 1), for benchmarks that must compare like with like.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, loader: str = "graph"):
+    def __init__(self, model_dir: str | os.PathLike, loader: str = "graph", threads: int | None = None):
         import tensorflow as tf
         if loader not in LOADERS:
             raise ValueError(f"loader must be one of {LOADERS}, not {loader!r}")
@@ -30,7 +31,11 @@ class SavedModelPredictor:
         tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice is expected here
         if loader == "graph":
             self._graph = tf.Graph()
-            self._session = tf.compat.v1.Session(graph=self._graph)
+            config = None
+            if threads:
+                config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                                  inter_op_parallelism_threads=1)
+            self._session = tf.compat.v1.Session(graph=self._graph, config=config)
             meta = tf.compat.v1.saved_model.loader.load(self._session, [TAG], model_dir)
             if SIGNATURE not in meta.signature_def:
                 raise ValueError(f"{model_dir}: no {SIGNATURE} signature")

@@ -200,10 +200,11 @@ class TransformedSubset(Dataset):
     """
 
     def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0):
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
+        self.background_swap = background_swap
         self.class_names = base.class_names
 
     def __len__(self) -> int:
@@ -211,6 +212,9 @@ class TransformedSubset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.base[self.indices[index]]
+        if self.background_swap and torch.rand(()) < self.background_swap:
+            other = self.base.images[self.indices[int(torch.randint(len(self.indices), ()))]]
+            image = swap_background(image, other)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -218,3 +222,15 @@ class TransformedSubset(Dataset):
     @property
     def targets(self) -> torch.Tensor:
         return self.base.targets[self.indices]
+
+
+def swap_background(image: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Keep a random soft ellipse around the centre of `image` (where the mug is) and take the
+    rest from `other`, a photo of any class: backgrounds then stop telling classes apart."""
+    _, h, w = image.shape
+    cy, cx = h / 2 + (torch.rand(()) - 0.5) * 0.2 * h, w / 2 + (torch.rand(()) - 0.5) * 0.2 * w
+    ry, rx = (0.32 + 0.14 * torch.rand(())) * h, (0.32 + 0.14 * torch.rand(())) * w
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    dist = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+    mask = (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
+    return (image.float() * mask + other.float() * (1 - mask)).round().to(torch.uint8)

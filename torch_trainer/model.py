@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
+INPUT_NORMS = ("imagenet", "per-image")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -25,15 +26,20 @@ class MugClassifier(nn.Module):
     """ResNet with its input handling built in: float RGB in [0, 1], NCHW, at `input_size`.
 
     Resizing to `image_size` and normalisation live here so that training, ONNX export
-    and serving all run the exact same preprocessing.
+    and serving all run the exact same preprocessing. `input_norm="per-image"` first scales
+    each photo to zero mean and unit variance over all its pixels and channels: a scene's
+    exposure then stops mattering, while colour ratios (blue vs grey) stay.
     """
 
     def __init__(self, arch: str = "resnet18", num_classes: int = 4, image_size: int = 64,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 input_norm: str = "imagenet"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-        self.arch, self.image_size = arch, image_size
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"--input-norm: unknown {input_norm!r}; choose from {', '.join(INPUT_NORMS)}")
+        self.arch, self.image_size, self.input_norm = arch, image_size, input_norm
         self.net = getattr(torchvision.models, arch)(weights=None)
         self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -42,6 +48,10 @@ class MugClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if self.input_norm == "per-image":
+            centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+            scale = (centred.pow(2).mean(dim=(1, 2, 3), keepdim=True) + 1e-5).sqrt()
+            return self.net(centred / scale)
         return self.net((x - self.mean) / self.std)
 
 
@@ -79,6 +89,7 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier, class_names: 
         "image_size": model.image_size,
         "mean": model.mean.flatten().tolist(),
         "std": model.std.flatten().tolist(),
+        "input_norm": model.input_norm,
         **extra,
     }
     path = Path(path)
@@ -102,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
     model = MugClassifier(ckpt["arch"], len(ckpt["class_names"]), ckpt["image_size"],
-                          tuple(ckpt["mean"]), tuple(ckpt["std"]))
+                          tuple(ckpt["mean"]), tuple(ckpt["std"]), ckpt.get("input_norm", "imagenet"))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

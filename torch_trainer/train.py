@@ -21,13 +21,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from torch_trainer import distributed
 from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
-from torch_trainer.model import ARCHS, MugClassifier, WeightsUnavailable, load_checkpoint, \
+from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, load_checkpoint, \
     load_imagenet_weights, save_checkpoint
 
 
@@ -44,7 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    ema_decay: float = 0.995           # EMA of weights per step; 0 turns it off
+    ema_decay: float = 0.99            # EMA of weights per step (with warm-up); 0 turns it off
     # augmentation: vary framing, lighting and background, keep the mug's colour
     crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
     rotate: float = 10.0               # max degrees
@@ -55,9 +56,12 @@ class TrainConfig:
     blur_p: float = 0.2
     noise: float = 0.03                # std of Gaussian pixel noise on [0, 1] pixels
     erase_p: float = 0.25
+    background_swap: float = 0.5       # probability of pasting the mug onto another photo's background
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
+    channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
     image_size: int = 64               # what the network sees; resized inside the model
+    input_norm: str = "imagenet"       # imagenet | per-image (exposure-invariant)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -79,14 +83,48 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
     ])
 
 
+def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig) -> TransformedSubset:
+    """`data` (or the `indices` of it) as augmented training samples."""
+    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap)
+
+
 def eval_transform() -> v2.Transform:
     return v2.ToDtype(torch.float32, scale=True)
 
 
 def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when present (this process's GPU under torchrun), else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and distributed.world_size() > 1:
+        return torch.device("cuda", distributed.local_rank())
     return torch.device(name)
+
+
+def train_sampler(train_set: Dataset, cfg: TrainConfig, rank: int, world: int) -> DistributedSampler | None:
+    """This rank's shard of the training set (reshuffled each epoch by `set_epoch`), or None alone."""
+    if world <= 1:
+        return None
+    return DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+
+
+def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Generator,
+                      device: torch.device) -> DataLoader:
+    """Shuffled batches of `batch_size` per process; under torchrun each rank gets its own shard."""
+    sampler = train_sampler(train_set, cfg, distributed.rank(), distributed.world_size())
+    return DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                      drop_last=len(train_set) > cfg.batch_size * distributed.world_size(),
+                      generator=generator if sampler is None else None, num_workers=cfg.workers,
+                      pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+
+
+def ema_avg_fn(decay: float):
+    """EMA update with warm-up: the decay grows as (1 + n) / (10 + n) up to `decay`, so that
+    short runs (a few hundred steps) are not dominated by the random initial weights."""
+    def avg(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return averaged * d + current * (1.0 - d)
+    return avg
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -108,7 +146,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     """A fresh classifier with the initial weights that `cfg.weights` asks for."""
-    model = MugClassifier(cfg.arch, num_classes, cfg.image_size)
+    model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm)
     if cfg.weights == "imagenet":
         cfg.extra["pretrained"] = load_imagenet_weights(model, strict=cfg.strict_weights)
     elif cfg.weights != "none":
@@ -185,19 +223,24 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
     """
     out = Path(output_dir)
+    main_rank, world = distributed.is_main(), distributed.world_size()
+    if not main_rank:
+        log = _quiet
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     model = build_model(cfg, len(class_names)).to(device)
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # every rank augments differently; DDP makes the weights identical anyway
+    seed_everything(cfg.seed + distributed.rank())
     generator = torch.Generator().manual_seed(cfg.seed)
-    loader_kwargs = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
-                         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
-                              generator=generator, **loader_kwargs)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_kwargs) if val_set is not None else None
+    train_loader = make_train_loader(train_set, cfg, generator, device)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                            pin_memory=device.type == "cuda") if val_set is not None else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
-        if cfg.ema_decay > 0 else None
+    ema = AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
     amp_dtype = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     meta = dict(train_config=asdict(cfg))
@@ -211,26 +254,37 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             ema.load_state_dict(resume["ema"])
         scaler.load_state_dict(resume["scaler"])
         generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
+        if main_rank:  # the saved stream is rank 0's; other ranks keep their own seed
+            torch.set_rng_state(resume["torch_rng"])
         history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
         log(f"resuming {out} after epoch {resume['epoch']}")
     final = ema.module if ema is not None else model
+    step_model = model
+    if world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
         f"validating on {len(val_set) if val_set is not None else 0}, device {device}, "
-        f"{torch.get_num_threads()} threads, amp {amp_dtype or 'off'}, ema {cfg.ema_decay or 'off'}")
+        f"{world} process(es) x {torch.get_num_threads()} threads, amp {amp_dtype or 'off'}, "
+        f"channels-last {'on' if channels_last else 'off'}, ema {cfg.ema_decay or 'off'}")
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
             log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
             break
         model.train()
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
         t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0)
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0,
+                   disable=not main_rank)
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(images)
+                logits = step_model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -243,10 +297,12 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0}
+               "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
+               "images_per_second": seen / (time.time() - t0)}
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
-        if val_loader is not None:
+        if val_loader is not None and main_rank:
             result = evaluate(final, val_loader, device)
             row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
@@ -260,21 +316,28 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                  "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else {},
                  "scaler": scaler.state_dict(), "generator": generator.get_state(),
                  "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
-        save_checkpoint(out / "last.pt", final, class_names, cfg.input_size, epoch=epoch, training_state=state,
-                        **meta)
+        if main_rank:
+            save_checkpoint(out / "last.pt", final, class_names, cfg.input_size, epoch=epoch,
+                            training_state=state, **meta)
 
     metrics = {"history": history, "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "complete": bool(history) and
-               history[-1]["epoch"] == cfg.epochs}
-    if metrics["complete"]:
-        save_checkpoint(out / "model.pt", final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+               "class_names": class_names, "config": asdict(cfg), "world_size": world,
+               "complete": bool(history) and history[-1]["epoch"] == cfg.epochs}
+    if main_rank:
+        if metrics["complete"]:
+            save_checkpoint(out / "model.pt", final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
     log(f"done in {time.time() - start:.0f}s; wrote "
         f"{out / 'model.pt' if metrics['complete'] else out / 'last.pt'} and {out / 'metrics.json'}")
     return metrics
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """The log of ranks other than 0."""
 
 
 def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
@@ -295,6 +358,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per-step EMA of weights; 0 = off")
     g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=d.amp,
                    help="mixed precision on CUDA (auto: bf16 where supported); the CPU always trains in float32")
+    g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
+                   help="channels-last memory format (auto: on for CUDA)")
     a = parser.add_argument_group("augmentation")
     a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
     a.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees")
@@ -305,8 +370,12 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--blur-p", type=float, default=d.blur_p, help="probability of a Gaussian blur")
     a.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian pixel noise (0..1 scale)")
     a.add_argument("--erase-p", type=float, default=d.erase_p, help="probability of erasing a patch")
+    a.add_argument("--background-swap", type=float, default=d.background_swap,
+                   help="probability of swapping the background with another photo's")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
+    g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
+                   help="imagenet mean/std, or per-image standardisation (exposure-invariant)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
@@ -337,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
     add_train_args(parser)
     args = parser.parse_args(argv)
+    distributed.setup()
     try:
         resume = None
         if args.resume:
@@ -348,19 +418,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--train-dir and --output-dir are required (or --resume RUN)")
             cfg = config_from_args(args)
             out = prepare_output_dir(args.output_dir, args.overwrite)
+            distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
             train_dirs, val_dir = args.train_dir, args.val_dir
             cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in train_dirs]
             cfg.extra["val_dir"] = str(Path(val_dir).resolve()) if val_dir else None
-        train = MugDataset(train_dirs, cfg.input_size, progress=True)
-        val = MugDataset(val_dir, cfg.input_size, progress=True) if val_dir else None
+        train = MugDataset(train_dirs, cfg.input_size, progress=distributed.is_main())
+        val = MugDataset(val_dir, cfg.input_size, progress=distributed.is_main()) if val_dir else None
         if val is not None and val.num_classes != train.num_classes:
             raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
-        fit(cfg, TransformedSubset(train, transform=train_transform(cfg)),
+        fit(cfg, train_view(train, None, cfg),
             TransformedSubset(val, transform=eval_transform()) if val is not None else None,
             train.class_names, out, resume=resume, stop_after=args.stop_after)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.cleanup()
     return 0
 
 

@@ -26,7 +26,7 @@ from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
 from torch_trainer.train import (TrainConfig, add_train_args, config_from_args, eval_transform, evaluate, fit,
-                                 pick_device, prepare_output_dir, train_transform)
+                                 pick_device, prepare_output_dir, train_view)
 
 
 def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
@@ -44,7 +44,7 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
             run_cfg = replace(cfg, seed=seed, extra=dict(cfg.extra))
             log(f"== seed {seed}, fold {fold}: train on {len(train_idx)}, validate on held-out shoot ({len(val_idx)})")
             val_set = TransformedSubset(data, val_idx, eval_transform())
-            metrics = fit(run_cfg, TransformedSubset(data, train_idx, train_transform(run_cfg)), val_set,
+            metrics = fit(run_cfg, train_view(data, train_idx, run_cfg), val_set,
                           data.class_names, run_dir, log=log)
             from torch_trainer.model import load_checkpoint
             model, _ = load_checkpoint(run_dir / "model.pt")

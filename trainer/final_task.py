@@ -11,9 +11,9 @@ import sys
 from typing import Sequence
 
 from convert.to_savedmodel import convert_checkpoint, format_report
-from torch_trainer.data import DatasetError, MugDataset, TransformedSubset, split_dir
+from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.train import fit, train_transform
+from torch_trainer.train import fit, train_view
 from trainer.job import fresh_dir, parse_job_args
 
 
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.extra["train_dirs"] = [str(r.resolve()) for r in roots]
         run_dir = fresh_dir(f"{args.job_dir}/checkpoint")
         run_dir.mkdir(parents=True)
-        fit(cfg, TransformedSubset(data, transform=train_transform(cfg)), None, data.class_names, run_dir)
+        fit(cfg, train_view(data, None, cfg), None, data.class_names, run_dir)
         export_dir = fresh_dir(f"{args.job_dir}/exported_model")
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
     except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, AssertionError,

@@ -16,7 +16,7 @@ from torch_trainer.data import (DatasetError, MugDataset, TransformedSubset, gro
                                 split_dir)
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
-from torch_trainer.train import eval_transform, evaluate, fit, pick_device, train_transform
+from torch_trainer.train import eval_transform, evaluate, fit, pick_device, train_view
 from trainer.job import fresh_dir, parse_job_args
 from trainer.model import NEAR_DUPLICATE_THRESHOLD, VAL_FRACTION
 
@@ -32,14 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = MugDataset(train_root, cfg.input_size, progress=True)
         if eval_root is not None:
             val = MugDataset(eval_root, cfg.input_size, progress=True)
-            train_set = TransformedSubset(train, transform=train_transform(cfg))
+            train_set = train_view(train, None, cfg)
             val_set = TransformedSubset(val, transform=eval_transform())
         else:
             groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
             train_idx, val_idx = group_split(train.targets, groups, VAL_FRACTION, cfg.seed)
             print(f"no eval split in {args.data_dir}: holding out {len(val_idx)} of {len(train)} training "
                   f"images in {len(set(groups[val_idx]))} groups of near-identical frames")
-            train_set = TransformedSubset(train, train_idx, train_transform(cfg))
+            train_set = train_view(train, train_idx, cfg)
             val_set = TransformedSubset(train, val_idx, eval_transform())
         cfg.extra["train_dirs"] = [str(train_root.resolve())]
         run_dir = fresh_dir(f"{args.job_dir}/task_run")

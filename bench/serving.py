@@ -1,0 +1,89 @@
+"""Serving speed: PyTorch, ONNX Runtime and SavedModels on the same JPEG bytes, interleaved.
+
+    python -m bench.serving --checkpoint RUN/model.pt --model-dir NAME=EXPORT [NAME2=EXPORT2 ...]
+        --images DIR [--threads 2] [--reps 50]
+
+Every backend starts from the same JPEG bytes: PyTorch and ONNX Runtime decode with PIL (as
+training does), the SavedModels decode inside `serving_default` (graph-mode loader, as gcloud
+and TF Serving). After a warm-up, one call of each backend per round, round after round, so
+that machine noise hits them alike. Prints the median and min/max ms per batch and each
+median's ratio to ONNX Runtime, at batch 1 and 32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="RUN/model.pt (its ONNX file next to it)")
+    parser.add_argument("--model-dir", nargs="+", required=True, metavar="NAME=EXPORT")
+    parser.add_argument("--images", required=True, help="folder of 64x64 JPEGs (class folders or flat)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from check_deployed_model.saved_model import SavedModelPredictor
+    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, ServingModule, load_pixels
+    from convert.parity import image_files
+    from torch_trainer.model import load_checkpoint
+    import io
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    model, meta = load_checkpoint(args.checkpoint)
+    serving = ServingModule(model).eval()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    session = ort.InferenceSession(str(Path(args.checkpoint).with_suffix(".onnx")), options,
+                                   providers=["CPUExecutionProvider"])
+    exports = dict(item.split("=", 1) for item in args.model_dir)
+    predictors = {name: SavedModelPredictor(path, "graph", threads=args.threads) for name, path in exports.items()}
+    files = image_files(Path(args.images))
+    blobs = [p.read_bytes() for p in files[:max(args.batches)]]
+
+    def run_torch(batch):
+        with torch.no_grad():
+            return serving(torch.from_numpy(load_pixels([io.BytesIO(b) for b in batch], meta["input_size"])))
+
+    def run_ort(batch):
+        return session.run([ONNX_OUTPUT], {ONNX_INPUT: load_pixels([io.BytesIO(b) for b in batch],
+                                                                   meta["input_size"])})
+
+    backends = {"pytorch": run_torch, "onnxruntime": run_ort}
+    backends.update({f"savedmodel:{name}": p.predict for name, p in predictors.items()})
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; threads: torch {args.threads} "
+          f"(interop 1), onnxruntime intra {args.threads} inter 1, TF Session intra {args.threads} inter 1; "
+          f"{args.reps} interleaved rounds after 5 warm-up rounds; JPEG bytes in, decode included")
+    print(f"{'backend':24s} {'batch':>5s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'vs ORT':>7s}")
+    for b in args.batches:
+        batch = blobs[:b]
+        times = {name: [] for name in backends}
+        for rep in range(args.reps + 5):
+            for name, fn in backends.items():
+                t0 = time.perf_counter()
+                fn(batch)
+                if rep >= 5:
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+        base = statistics.median(times["onnxruntime"])
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{name:24s} {b:5d} {med:10.2f} {min(ts):8.2f} {max(ts):8.2f} {med / base:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Training throughput (images/s) of single-process and torchrun runs, side by side.
+
+    python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1 cpu:2 [cuda:1 cuda:N]
+
+`cpu:N` / `cuda:N` runs N processes (torchrun with DDP when N > 1; gloo on CPU, nccl on CUDA).
+Each run is a real `torch_trainer.train` invocation; images/s is the median over its epochs
+after the first (warm-up), all ranks' images counted. Ratios are to the first config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[str]) -> dict:
+    device, nproc = config.split(":")
+    nproc = int(nproc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        launcher = [sys.executable, "-m", "torch_trainer.train"]
+        if nproc > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                        "-m", "torch_trainer.train"]
+        cmd = launcher + ["--train-dir", data_dir, "--output-dir", str(out), "--epochs", str(epochs),
+                          "--weights", "none", "--device", device, "--batch-size", str(batch_size), *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+                              if device == "cpu" else None)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{config} failed:\n{proc.stderr[-3000:]}")
+        metrics = json.loads((out / "metrics.json").read_text())
+    rates = [r["images_per_second"] for r in metrics["history"]]
+    return {"config": config, "images_per_second": statistics.median(rates[1:] or rates),
+            "epochs": len(rates), "final_train_accuracy": metrics["history"][-1]["train_accuracy"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64, help="per process")
+    parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2"])
+    args, extra = parser.parse_known_args()
+    import torch
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA devices: {torch.cuda.device_count()}"
+          + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    results = [run(c, args.data_dir, args.epochs, args.batch_size, extra) for c in args.configs]
+    base = results[0]["images_per_second"]
+    print(f"{'config':10s} {'images/s':>10s} {'ratio':>7s} {'epochs':>7s} {'train acc':>10s}")
+    for r in results:
+        print(f"{r['config']:10s} {r['images_per_second']:10.1f} {r['images_per_second'] / base:7.2f} "
+              f"{r['epochs']:7d} {r['final_train_accuracy']:10.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
