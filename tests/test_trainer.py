@@ -20,6 +20,8 @@ def digest(folder):
 def test_hparams_are_a_complete_recipe():
     assert isinstance(HPARAMS, TrainConfig)
     assert HPARAMS.arch == "resnet18" and HPARAMS.epochs > 0
+    # the gcloud jobs run the project's recipe: trainer/model.py spells out torch_trainer's defaults
+    assert HPARAMS == TrainConfig()
 
 
 def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
