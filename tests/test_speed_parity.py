@@ -52,3 +52,12 @@ def test_train_throughput_benchmark_runs(data_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("cpu:")]
     assert [r[0] for r in rows] == ["cpu:1", "cpu:2"] and rows[0][2] == "1.00"
+
+
+def test_server_benchmark_runs(export, data_root):
+    model_dir, _ = export
+    proc = run_module("bench.server", "--model-dir", str(model_dir), "--images", str(data_root / "eval"),
+                      "--clients", "2", "--seconds", "1", "--instances", "1", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit() and "CPUs" not in line]
+    assert [r[0] for r in rows] == ["1", "4"] and all(float(r[1]) > 0 for r in rows)
