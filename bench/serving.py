@@ -13,6 +13,7 @@ median's ratio to ONNX Runtime, at batch 1 and 32.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import statistics
@@ -20,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def main() -> int:
@@ -40,7 +40,6 @@ def main() -> int:
     from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, ServingModule, load_pixels
     from convert.parity import image_files
     from torch_trainer.model import load_checkpoint
-    import io
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)

@@ -158,18 +158,17 @@ def verify_export(export_dir: Path, classifier, input_size: int, image_paths: li
                                f"{proc.stderr[-4000:]}")
         result = dict(np.load(out))
     n = len(image_paths)
+    same_size = torch_probabilities(classifier, pixels)
+    references = {case: same_size for case in cases}
+    references["resized_png"] = torch_probabilities(classifier, load_pixels(
+        [io.BytesIO(b) for b in cases["resized_png"]], input_size))
     for loader in ("graph", "tf2"):
         report[f"{loader}_load_seconds"] = round(float(result[f"{loader}_load_seconds"]), 3)
         probs, classes = result[f"{loader}_probabilities"], result[f"{loader}_classes"]
         if not np.array_equal(classes, probs.argmax(1)):
             raise AssertionError(f"{export_dir}: CLASSES is not the argmax of PROBABILITIES ({loader} loader)")
         for k, case in enumerate(cases):
-            if case == "resized_png":
-                reference = torch_probabilities(classifier, load_pixels(
-                    [io.BytesIO(b) for b in cases[case]], input_size))
-            else:
-                reference = torch_probabilities(classifier, pixels)
-            report[f"{loader}/{case}"] = compare(reference, probs[k * n:(k + 1) * n])
+            report[f"{loader}/{case}"] = compare(references[case], probs[k * n:(k + 1) * n])
     for key, value in report.items():
         if key.endswith(("/files", "/png")) and (value["max_abs_dprob"] > tol or value["class_agreement"] < 1):
             raise AssertionError(f"{export_dir}: SavedModel disagrees with PyTorch on {key}: {value} "

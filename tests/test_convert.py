@@ -1,11 +1,9 @@
 import io
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from check_deployed_model.saved_model import SavedModelPredictor

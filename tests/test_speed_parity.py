@@ -1,9 +1,8 @@
 """The graph optimisation, the parity sweep and the benchmark scripts (behaviour, not timings)."""
 
 import json
-import sys
 
-from conftest import ROOT, run_module
+from conftest import run_module
 from convert.to_savedmodel import op_counts
 
 

@@ -1,8 +1,6 @@
 import hashlib
 import shutil
 
-import numpy as np
-import pytest
 
 from check_deployed_model.saved_model import SavedModelPredictor
 from conftest import run_module

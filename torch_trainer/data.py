@@ -95,16 +95,15 @@ def load_image(path: str | os.PathLike | BinaryIO, size: int) -> torch.Tensor:
 class MugDataset(Dataset):
     """All images of one or more class-per-folder roots, decoded into memory.
 
-    Items are `(image, label)` with `image` a uint8 CHW tensor passed through `transform`.
+    Items are `(image, label)` with `image` a uint8 CHW tensor; `TransformedSubset` adds
+    augmentation or conversion on top.
     """
 
     def __init__(self, roots: str | os.PathLike | Sequence[str | os.PathLike], input_size: int = 64,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  progress: bool = False):
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.roots = [Path(r) for r in roots]
         self.input_size = input_size
-        self.transform = transform
         self.class_names: list[str] = []
         self.paths: list[Path] = []
         labels: list[int] = []
@@ -135,10 +134,7 @@ class MugDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[index])
+        return self.images[index], int(self.targets[index])
 
 
 def near_duplicate_groups(images: torch.Tensor, threshold: float = 0.15) -> np.ndarray:

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from torch_trainer import distributed
 from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
-from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, load_checkpoint, \
-    load_imagenet_weights, save_checkpoint
+from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, load_imagenet_weights, \
+    save_checkpoint
 
 
 @dataclass
@@ -245,7 +245,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     meta = dict(train_config=asdict(cfg))
 
-    history, best_acc, first_epoch = [], -1.0, 1
+    history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -325,6 +325,9 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
                "class_names": class_names, "config": asdict(cfg), "world_size": world,
+               # the final model's validation predictions, for per-class reports without a second pass
+               "val_predictions": result["preds"].tolist() if result is not None else None,
+               "val_targets": result["targets"].tolist() if result is not None else None,
                "complete": bool(history) and history[-1]["epoch"] == cfg.epochs}
     if main_rank:
         if metrics["complete"]:

@@ -25,8 +25,8 @@ from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
-from torch_trainer.train import (TrainConfig, add_train_args, config_from_args, eval_transform, evaluate, fit,
-                                 pick_device, prepare_output_dir, train_view)
+from torch_trainer.train import (TrainConfig, add_train_args, config_from_args, eval_transform, fit,
+                                 prepare_output_dir, train_view)
 
 
 def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
@@ -34,8 +34,7 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
     """Train and score every (seed, held-out shoot) pair; return the summary report."""
     from dataclasses import replace
 
-    from torch.utils.data import DataLoader
-    runs = []
+    runs, pooled_preds, pooled_targets = [], [], []
     for seed in seeds:
         for fold in range(int(shoots.max()) + 1):
             train_idx, val_idx = np.flatnonzero(shoots != fold), np.flatnonzero(shoots == fold)
@@ -46,23 +45,17 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
             val_set = TransformedSubset(data, val_idx, eval_transform())
             metrics = fit(run_cfg, train_view(data, train_idx, run_cfg), val_set,
                           data.class_names, run_dir, log=log)
-            from torch_trainer.model import load_checkpoint
-            model, _ = load_checkpoint(run_dir / "model.pt")
-            device = pick_device(cfg.device)
-            result = evaluate(model.to(device), DataLoader(val_set, batch_size=256), device)
-            report = classification_report(result["preds"], result["targets"], data.class_names)
+            report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)
+            pooled_preds += metrics["val_predictions"]
+            pooled_targets += metrics["val_targets"]
             log(f"seed {seed} fold {fold}: held-out accuracy {report['accuracy']:.4f}")
             runs.append({"seed": seed, "fold": fold, "accuracy": report["accuracy"], "report": report,
                          "train_seconds": metrics["train_seconds"],
                          "val_accuracy_per_epoch": [r["val_accuracy"] for r in metrics["history"]]})
     accs = np.array([r["accuracy"] for r in runs])
-    confusion = np.sum([r["report"]["confusion"] for r in runs], axis=0)
-    k = len(data.class_names)
-    preds = np.repeat(np.tile(np.arange(k), k), confusion.flatten())
-    targets = np.repeat(np.repeat(np.arange(k), k), confusion.flatten())
     return {"runs": runs, "mean_accuracy": float(accs.mean()), "min_accuracy": float(accs.min()),
             "max_accuracy": float(accs.max()), "std_accuracy": float(accs.std()),
-            "pooled": classification_report(preds, targets, data.class_names),
+            "pooled": classification_report(pooled_preds, pooled_targets, data.class_names),
             "mean_train_seconds": float(np.mean([r["train_seconds"] for r in runs]))}
 
 

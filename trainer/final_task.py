@@ -14,16 +14,13 @@ from convert.to_savedmodel import convert_checkpoint, format_report
 from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.train import fit, train_view
-from trainer.job import fresh_dir, parse_job_args
+from trainer.job import fresh_dir, parse_job_args, train_root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
     try:
-        roots = [split_dir(args.data_dir, "train"), split_dir(args.data_dir, "eval")]
-        if roots[0] is None:
-            raise DatasetError(f"{args.data_dir}: no train/ folder (get the data with: "
-                               "gsutil -m cp -R gs://ml6_junior_ml_engineer_challenge_cv_mugs_data/data .)")
+        roots = [train_root(args.data_dir), split_dir(args.data_dir, "eval")]
         if roots[1] is None:
             print(f"no eval split in {args.data_dir}: training on train/ alone")
             roots = roots[:1]

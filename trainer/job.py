@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from torch_trainer.data import DatasetError, split_dir
 from torch_trainer.train import TrainConfig, add_train_args, config_from_args
 from trainer.model import HPARAMS
 
@@ -24,6 +25,15 @@ def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argpar
     if unknown:
         print(f"ignoring arguments this job does not use: {' '.join(unknown)}")
     return args, config_from_args(args)
+
+
+def train_root(data_dir: str | Path) -> Path:
+    """DATA/train, or a DatasetError that says how to get ML6's data."""
+    root = split_dir(data_dir, "train")
+    if root is None:
+        raise DatasetError(f"{data_dir}: no train/ folder (get the data with: "
+                           "gsutil -m cp -R gs://ml6_junior_ml_engineer_challenge_cv_mugs_data/data .)")
+    return root
 
 
 def fresh_dir(path: str | Path) -> Path:

@@ -16,18 +16,15 @@ from torch_trainer.data import (DatasetError, MugDataset, TransformedSubset, gro
                                 split_dir)
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
-from torch_trainer.train import eval_transform, evaluate, fit, pick_device, train_view
-from trainer.job import fresh_dir, parse_job_args
+from torch_trainer.train import eval_transform, fit, train_view
+from trainer.job import fresh_dir, parse_job_args, train_root as find_train_root
 from trainer.model import NEAR_DUPLICATE_THRESHOLD, VAL_FRACTION
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
     try:
-        train_root = split_dir(args.data_dir, "train")
-        if train_root is None:
-            raise DatasetError(f"{args.data_dir}: no train/ folder (get the data with: "
-                               "gsutil -m cp -R gs://ml6_junior_ml_engineer_challenge_cv_mugs_data/data .)")
+        train_root = find_train_root(args.data_dir)
         eval_root = split_dir(args.data_dir, "eval")
         train = MugDataset(train_root, cfg.input_size, progress=True)
         if eval_root is not None:
@@ -44,17 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.extra["train_dirs"] = [str(train_root.resolve())]
         run_dir = fresh_dir(f"{args.job_dir}/task_run")
         run_dir.mkdir(parents=True)
-        fit(cfg, train_set, val_set, train.class_names, run_dir)
+        metrics = fit(cfg, train_set, val_set, train.class_names, run_dir)
     except (DatasetError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from torch.utils.data import DataLoader
-    from torch_trainer.model import load_checkpoint
-    model, _ = load_checkpoint(run_dir / "model.pt")
-    device = pick_device(cfg.device)
-    result = evaluate(model.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
-    report = classification_report(result["preds"], result["targets"], train.class_names)
+    report = classification_report(metrics["val_predictions"], metrics["val_targets"], train.class_names)
     (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report))
     print(f"run folder: {run_dir}")
