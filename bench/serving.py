@@ -7,7 +7,13 @@ Every backend starts from the same JPEG bytes: PyTorch and ONNX Runtime decode w
 training does), the SavedModels decode inside `serving_default` (graph-mode loader, as gcloud
 and TF Serving). After a warm-up, one call of each backend per round, round after round, so
 that machine noise hits them alike. Prints the median and min/max ms per batch and each
-median's ratio to ONNX Runtime, at batch 1 and 32.
+median's ratio to ONNX Runtime, at batch 1 and 32, then each backend's median timed alone
+(its own rounds back to back, warm caches) and that ratio.
+
+Idle worker threads that spin-wait would steal the cores from the backend that runs next
+(measured here: ONNX Runtime's spinning pool made the SavedModel after it 1.5x slower at
+batch 1 and 32), so spin-waiting is off by default: ONNX Runtime's `allow_spinning` 0 and
+OpenMP's `OMP_WAIT_POLICY=PASSIVE` for PyTorch; `--spin` leaves both at their defaults.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--spin", action="store_true", help="leave thread spin-waiting on (library defaults)")
     args = parser.parse_args()
+    if not args.spin:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch's OpenMP starts, so before importing it
 
     import onnxruntime as ort
     import torch
@@ -47,6 +56,7 @@ def main() -> int:
     serving = ServingModule(model).eval()
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if args.spin else "0")
     session = ort.InferenceSession(str(Path(args.checkpoint).with_suffix(".onnx")), options,
                                    providers=["CPUExecutionProvider"])
     exports = dict(item.split("=", 1) for item in args.model_dir)
@@ -66,8 +76,10 @@ def main() -> int:
     backends.update({f"savedmodel:{name}": p.predict for name, p in predictors.items()})
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; threads: torch {args.threads} "
           f"(interop 1), onnxruntime intra {args.threads} inter 1, TF Session intra {args.threads} inter 1; "
-          f"{args.reps} interleaved rounds after 5 warm-up rounds; JPEG bytes in, decode included")
-    print(f"{'backend':24s} {'batch':>5s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'vs ORT':>7s}")
+          f"spin-waiting {'library defaults' if args.spin else 'off'}; {args.reps} interleaved rounds after 5 "
+          f"warm-up rounds, then {args.reps} rounds of each alone; JPEG bytes in, decode included")
+    print(f"{'backend':24s} {'batch':>5s} {'median ms':>10s} {'min':>8s} {'max':>8s} {'vs ORT':>7s} "
+          f"{'alone ms':>9s} {'vs ORT':>7s}")
     for b in args.batches:
         batch = blobs[:b]
         times = {name: [] for name in backends}
@@ -77,11 +89,25 @@ def main() -> int:
                 fn(batch)
                 if rep >= 5:
                     times[name].append((time.perf_counter() - t0) * 1e3)
+        alone = {name: statistics.median(timed(fn, batch, args.reps)) for name, fn in backends.items()}
         base = statistics.median(times["onnxruntime"])
         for name, ts in times.items():
             med = statistics.median(ts)
-            print(f"{name:24s} {b:5d} {med:10.2f} {min(ts):8.2f} {max(ts):8.2f} {med / base:7.2f}")
+            print(f"{name:24s} {b:5d} {med:10.2f} {min(ts):8.2f} {max(ts):8.2f} {med / base:7.2f} "
+                  f"{alone[name]:9.2f} {alone[name] / alone['onnxruntime']:7.2f}")
     return 0
+
+
+def timed(fn, batch, reps: int, warmup: int = 5) -> list[float]:
+    """ms per call of `fn(batch)`, `reps` calls back to back after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn(batch)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(batch)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 if __name__ == "__main__":

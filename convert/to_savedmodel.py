@@ -6,7 +6,9 @@ The SavedModel's `serving_default` takes `bytes` (tf.string [None], JPEG or PNG)
 returns `CLASSES` (int64 [None]) and `PROBABILITIES` (float32 [None, 4]). The onnx-tf
 model is frozen into a single flat graph (weights as constants, function calls inlined,
 control flow lowered): TensorFlow's graph-mode loader, which gcloud and TF Serving use,
-stalls on nested tf.functions, and serving then needs nothing but TensorFlow.
+stalls on nested tf.functions, and serving then needs nothing but TensorFlow. The frozen
+graph is then rewritten from onnx-tf's NCHW-with-Transposes to plain NHWC with fusable
+Conv2D+BiasAdd (`convert.optimize_graph`; `--no-optimize` keeps onnx-tf's graph as it is).
 After saving, a fresh process reloads the export through both loaders and it is checked
 against PyTorch on real image bytes before it is moved into place.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from convert import optimize_graph
 from convert.export_onnx import (ONNX_INPUT, ONNX_OUTPUT, PARITY_TOL, check_onnx, compare, export_onnx,
                                  load_pixels, sample_images, torch_probabilities)
 from torch_trainer.model import load_checkpoint
@@ -57,10 +60,11 @@ def decode_images(data, size: int):
     return tf.map_fn(decode_one, data, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
-def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int):
-    """Convert ONNX with onnx-tf, wrap it in the bytes-in serving function and freeze it.
+def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize: bool = True):
+    """Convert ONNX with onnx-tf, wrap it in the bytes-in serving function, freeze it and
+    (with `optimize`) rewrite it to NHWC (`convert.optimize_graph`).
 
-    Returns (graph_def, input tensor name, {output key: tensor name}).
+    Returns (graph_def, input tensor name, {output key: tensor name}, rewrite stats).
     """
     import onnx
     import tensorflow as tf
@@ -86,7 +90,10 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int):
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=True)
     # tf.nest flattens a dict in sorted key order, which is the order of frozen.outputs
     outputs = {k: t.name for k, t in zip(sorted(concrete.structured_outputs), frozen.outputs)}
-    return frozen.graph.as_graph_def(), frozen.inputs[0].name, outputs
+    graph_def, stats = frozen.graph.as_graph_def(), {}
+    if optimize:
+        graph_def, stats = optimize_graph.optimize(graph_def, [frozen.inputs[0].name, *outputs.values()])
+    return graph_def, frozen.inputs[0].name, outputs, stats
 
 
 def op_counts(graph_def) -> Counter:
@@ -178,7 +185,7 @@ def verify_export(export_dir: Path, classifier, input_size: int, image_paths: li
 
 def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
                        onnx_path: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                       overwrite: bool = False, log=print) -> dict[str, Any]:
+                       overwrite: bool = False, optimize: bool = True, log=print) -> dict[str, Any]:
     """The whole export: ONNX (+ onnxruntime parity), onnx-tf, frozen SavedModel, verification.
 
     Never replaces an existing `output_dir` unless `overwrite`; the export is built beside
@@ -203,7 +210,8 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     report: dict[str, Any] = {"onnxruntime": check_onnx(classifier, onnx_path, load_pixels(image_paths, input_size))}
     log(f"wrote {onnx_path}; onnxruntime vs PyTorch: {report['onnxruntime']}")
 
-    graph_def, input_name, output_names = frozen_serving_graph(onnx_path, input_size)
+    graph_def, input_name, output_names, report["graph_rewrite"] = frozen_serving_graph(onnx_path, input_size,
+                                                                                         optimize)
     report["graph_ops"] = dict(op_counts(graph_def))
     report["graph_functions"] = len(graph_def.library.function)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +237,9 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {key:24s} {value['max_abs_dprob']:.2e}  {value['class_agreement']:.3f}  {value['images']}")
     ops = report.get("graph_ops", {})
     lines.append(f"  graph: {sum(ops.values())} nodes, {ops.get('Conv2D', 0)} Conv2D, {ops.get('Transpose', 0)} Transpose, "
-                 f"{report.get('graph_functions', 0)} functions")
+                 f"{ops.get('BiasAdd', 0)} BiasAdd, {report.get('graph_functions', 0)} functions")
+    if report.get("graph_rewrite"):
+        lines.append("  NHWC rewrite: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["graph_rewrite"].items()))
     lines.append(f"  graph-mode load {report['graph_load_seconds']}s, tf2 load {report['tf2_load_seconds']}s, "
                  f"total {report['seconds']}s")
     return "\n".join(lines)
@@ -243,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", help="folder of real images for the parity check "
                                          "(default: the checkpoint's training folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="keep onnx-tf's NCHW graph with its Transposes (slower; for comparison)")
     args = parser.parse_args(argv)
     try:
-        report = convert_checkpoint(args.checkpoint, args.output_dir, args.onnx, args.images, args.overwrite)
+        report = convert_checkpoint(args.checkpoint, args.output_dir, args.onnx, args.images, args.overwrite,
+                                    args.optimize)
     except (FileExistsError, FileNotFoundError, ValueError, AssertionError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

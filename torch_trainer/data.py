@@ -196,11 +196,13 @@ class TransformedSubset(Dataset):
     """
 
     def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0):
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0,
+                 background_gain: float = 1.0):
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
         self.background_swap = background_swap
+        self.background_gain = background_gain
         self.class_names = base.class_names
 
     def __len__(self) -> int:
@@ -210,7 +212,7 @@ class TransformedSubset(Dataset):
         image, label = self.base[self.indices[index]]
         if self.background_swap and torch.rand(()) < self.background_swap:
             other = self.base.images[self.indices[int(torch.randint(len(self.indices), ()))]]
-            image = swap_background(image, other)
+            image = swap_background(image, other, self.background_gain)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -220,13 +222,25 @@ class TransformedSubset(Dataset):
         return self.base.targets[self.indices]
 
 
-def swap_background(image: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Keep a random soft ellipse around the centre of `image` (where the mug is) and take the
-    rest from `other`, a photo of any class: backgrounds then stop telling classes apart."""
+    rest from `other`, a photo of any class: backgrounds then stop telling classes apart.
+
+    With `gain` > 1 the new background is brightened or darkened by a factor drawn log-uniformly
+    from [1/gain, gain], then the whole picture is rescaled to `image`'s mean brightness, as a
+    camera's auto-exposure would: a white mug on a bright table comes out grey, a black mug on
+    a dark floor comes out lighter, which is how exposure shifts from one scene to the next.
+    """
     _, h, w = image.shape
     cy, cx = h / 2 + (torch.rand(()) - 0.5) * 0.2 * h, w / 2 + (torch.rand(()) - 0.5) * 0.2 * w
     ry, rx = (0.32 + 0.14 * torch.rand(())) * h, (0.32 + 0.14 * torch.rand(())) * w
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     dist = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
     mask = (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
-    return (image.float() * mask + other.float() * (1 - mask)).round().to(torch.uint8)
+    background = other.float()
+    if gain > 1.0:
+        background = background * gain ** (2 * torch.rand(()) - 1)
+    out = (image.float() * mask + background.clamp(0, 255) * (1 - mask))
+    if gain > 1.0:
+        out = out * (image.float().mean() / out.mean().clamp_min(1.0))
+    return out.clamp(0, 255).round().to(torch.uint8)

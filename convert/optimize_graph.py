@@ -1,0 +1,309 @@
+"""Rewrite onnx-tf's frozen NCHW-in-NHWC graph into a plain NHWC graph that TensorFlow's CPU kernels fuse.
+
+onnx-tf keeps ONNX's NCHW layout and wraps every NHWC-only TensorFlow op (Conv2D, MaxPool)
+in a Transpose pair, so a ResNet18 runs 64 Transposes per call, pads in NCHW, and adds the
+conv bias as a broadcast AddV2 that grappler's remapper does not fuse. This module:
+
+1. folds constants with grappler (the weight transposes and splits, the padding tensors),
+2. moves the whole network to NHWC: a Transpose NHWC->NCHW is dropped and its consumers
+   are rewritten for NHWC (elementwise ops, Pad paddings, reduction axes, broadcast
+   constants) until a Transpose NCHW->NHWC cancels it; an op that needs the NCHW
+   tensor gets a Transpose in front of it, so any graph stays correct,
+3. folds each zero Pad into the Conv2D after it (`padding="EXPLICIT"`),
+4. turns `conv + bias` into BiasAdd, which grappler's remapper fuses with Conv2D and Relu
+   when the model is loaded.
+
+The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the original.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Iterable
+
+import numpy as np
+
+TO_NHWC = [0, 2, 3, 1]
+TO_NCHW = [0, 3, 1, 2]
+# logical NCHW axis -> where that axis lives in the NHWC tensor
+NCHW_AXIS_IN_NHWC = [0, 3, 1, 2]
+ELEMENTWISE_UNARY = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Identity", "Round", "Neg", "Abs",
+                     "Sqrt", "Rsqrt", "Exp", "Log", "Square", "Floor", "Ceil", "LeakyRelu"}
+ELEMENTWISE_BINARY = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Minimum", "Pow",
+                      "SquaredDifference"}
+REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod"}
+
+
+def fold_constants(graph_def, outputs: Iterable[str]):
+    """Grappler's constant folding alone (nothing else), keeping `outputs` (tensor names) fetchable."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        for name in outputs:
+            graph.add_to_collection("train_op", graph.get_tensor_by_name(name))
+        meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    config = config_pb2.ConfigProto()
+    rewrite = config.graph_options.rewrite_options
+    rewrite.CopyFrom(rewriter_config_pb2.RewriterConfig(
+        optimizers=["constfold"], meta_optimizer_iterations=rewriter_config_pb2.RewriterConfig.ONE,
+        min_graph_nodes=-1))
+    return tf_optimizer.OptimizeGraph(config, meta)
+
+
+def _tensor(name: str) -> str:
+    """'node' and 'node:0' name the same tensor."""
+    return name if ":" in name else name + ":0"
+
+
+def _node_name(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+class _Rewriter:
+    """Holds the nodes by name, their constant values, and makes new nodes."""
+
+    def __init__(self, graph_def):
+        import tensorflow as tf
+        self.tf = tf
+        self.graph_def = graph_def
+        self.nodes = {n.name: n for n in graph_def.node}
+        self.new_nodes: list = []
+        self.counter = Counter()
+
+    def const_value(self, tensor: str) -> np.ndarray | None:
+        node = self.nodes.get(_node_name(tensor))
+        if node is None or node.op != "Const" or not _tensor(tensor).endswith(":0"):
+            return None
+        return self.tf.make_ndarray(node.attr["value"].tensor)
+
+    def unique(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.nodes:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def add_const(self, base: str, value: np.ndarray, dtype=None) -> str:
+        node = self.graph_def.node.add()
+        node.name = self.unique(base)
+        node.op = "Const"
+        tensor = self.tf.make_tensor_proto(value, dtype=dtype)
+        node.attr["value"].tensor.CopyFrom(tensor)
+        node.attr["dtype"].type = tensor.dtype
+        self.nodes[node.name] = node
+        return node.name
+
+    def add_transpose(self, tensor: str, perm: list[int], dtype_attr) -> str:
+        perm_name = self.add_const(f"{_node_name(tensor)}/to_nchw/perm", np.array(perm, np.int32))
+        node = self.graph_def.node.add()
+        node.name = self.unique(f"{_node_name(tensor)}/to_nchw")
+        node.op = "Transpose"
+        node.input.extend([tensor, perm_name])
+        node.attr["T"].CopyFrom(dtype_attr)
+        node.attr["Tperm"].type = self.tf.int32.as_datatype_enum
+        self.nodes[node.name] = node
+        return node.name + ":0"
+
+
+def _topological(graph_def) -> list:
+    """Nodes in an order where inputs come first; loop back edges (NextIteration) are ignored."""
+    nodes = {n.name: n for n in graph_def.node}
+    deps = {n.name: {_node_name(i) for i in n.input if nodes.get(_node_name(i)) is not None
+                     and nodes[_node_name(i)].op != "NextIteration"} for n in graph_def.node}
+    users = defaultdict(list)
+    for name, ds in deps.items():
+        for d in ds:
+            users[d].append(name)
+    ready = [n.name for n in graph_def.node if not deps[n.name]]
+    order = []
+    while ready:
+        name = ready.pop()
+        order.append(nodes[name])
+        for user in users[name]:
+            deps[user].discard(name)
+            if not deps[user]:
+                ready.append(user)
+    if len(order) != len(graph_def.node):
+        raise ValueError("graph has a cycle outside while loops; cannot reorder it")
+    return order
+
+
+def _perm_of(rw: _Rewriter, node) -> list[int] | None:
+    if node.op != "Transpose":
+        return None
+    perm = rw.const_value(node.input[1])
+    return None if perm is None else perm.tolist()
+
+
+def _broadcast_to_nhwc(value: np.ndarray) -> np.ndarray | None:
+    """A constant that broadcasts against an NCHW tensor, rearranged to broadcast against NHWC."""
+    if value.ndim == 0:
+        return value
+    if value.ndim > 4:
+        return None
+    return np.transpose(value.reshape((1,) * (4 - value.ndim) + value.shape), TO_NHWC)
+
+
+def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
+    """Drop onnx-tf's layout Transposes in place (step 2 above); returns how many were removed.
+
+    Every tensor maps to the tensor that now computes it and whether that one holds it as
+    NHWC although it is logically NCHW; a consumer that cannot take such a tensor gets the
+    NCHW tensor back through a new Transpose.
+    """
+    rw = _Rewriter(graph_def)
+    fetch_nodes = {_node_name(t) for t in outputs}
+    value: dict[str, tuple[str, bool]] = {}   # tensor -> (replacement, replacement is NHWC)
+    dtype: dict[str, object] = {}              # NHWC replacement -> its dtype attr
+    to_nchw: dict[str, str] = {}               # NHWC replacement -> its materialised NCHW Transpose
+    removed = 0
+
+    for node in _topological(graph_def):
+        data = [i for i in node.input if not i.startswith("^")]
+        controls = [i for i in node.input if i.startswith("^")]
+        resolved = [value.get(_tensor(i), (_tensor(i), False)) for i in data]
+        ins = [t for t, _ in resolved]
+        flagged = [f for _, f in resolved]
+        out = node.name + ":0"
+        perm = _perm_of(rw, node)
+        first = bool(flagged) and flagged[0]
+
+        def materialise() -> None:
+            for k, t in enumerate(ins):
+                if flagged[k]:
+                    if t not in to_nchw:
+                        to_nchw[t] = rw.add_transpose(t, TO_NCHW, dtype[t])
+                    ins[k] = to_nchw[t]
+
+        def nhwc_output() -> None:
+            value[out] = (out, True)
+            dtype[out] = node.attr["T"]
+
+        if node.name in fetch_nodes:
+            materialise()
+        elif perm == TO_NHWC and first and not controls:
+            value[out] = (ins[0], False)      # NHWC -> NCHW -> NHWC: the two cancel
+            removed += 1
+            continue
+        elif perm == TO_NCHW and not first and not controls:
+            value[out] = (ins[0], True)       # keep computing in NHWC
+            dtype[ins[0]] = node.attr["T"]
+            removed += 1
+            continue
+        elif any(flagged) and node.op in ELEMENTWISE_UNARY and len(ins) == 1:
+            nhwc_output()
+        elif any(flagged) and node.op in ELEMENTWISE_BINARY:
+            moved = {}
+            for k, t in enumerate(ins):
+                if not flagged[k]:
+                    const = rw.const_value(t)
+                    moved[k] = None if const is None else _broadcast_to_nhwc(const)
+            if all(m is not None for m in moved.values()):
+                for k, m in moved.items():
+                    if m.ndim:
+                        ins[k] = rw.add_const(f"{node.name}/nhwc_const", m) + ":0"
+                nhwc_output()
+            else:
+                materialise()
+        elif first and node.op in ("Pad", "PadV2", "MirrorPad") and not any(flagged[1:]) \
+                and getattr(rw.const_value(ins[1]), "shape", None) == (4, 2):
+            ins[1] = rw.add_const(f"{node.name}/nhwc_paddings", rw.const_value(ins[1])[TO_NHWC]) + ":0"
+            nhwc_output()
+        elif first and node.op in REDUCTIONS and node.attr["keep_dims"].b and not flagged[1] \
+                and rw.const_value(ins[1]) is not None:
+            axes = rw.const_value(ins[1])
+            ins[1] = rw.add_const(f"{node.name}/nhwc_axes", np.array(
+                [NCHW_AXIS_IN_NHWC[a % 4] for a in np.atleast_1d(axes)], dtype=axes.dtype)) + ":0"
+            nhwc_output()
+        else:
+            materialise()
+        del node.input[:]
+        node.input.extend(ins + controls)
+    return removed
+
+
+def _consumers(graph_def) -> dict[str, list]:
+    users = defaultdict(list)
+    for node in graph_def.node:
+        for i in node.input:
+            users[_node_name(i)].append(node)
+    return users
+
+
+def fold_pads_into_convs(graph_def) -> int:
+    """Pad(zeros, spatial only) -> Conv2D(VALID) becomes one Conv2D with explicit padding."""
+    rw, users, folded = _Rewriter(graph_def), _consumers(graph_def), 0
+    for conv in graph_def.node:
+        if conv.op != "Conv2D" or conv.attr["padding"].s != b"VALID" or conv.attr["data_format"].s != b"NHWC":
+            continue
+        pad = rw.nodes.get(_node_name(conv.input[0]))
+        if pad is None or pad.op not in ("Pad", "PadV2") or len(users[pad.name]) != 1:
+            continue
+        paddings = rw.const_value(pad.input[1])
+        fill = rw.const_value(pad.input[2]) if pad.op == "PadV2" else np.zeros(())
+        if paddings is None or fill is None or np.any(fill != 0) or paddings.shape != (4, 2) \
+                or np.any(paddings[[0, 3]] != 0) or np.any(paddings < 0):
+            continue
+        conv.input[0] = pad.input[0]
+        conv.attr["padding"].s = b"EXPLICIT"
+        del conv.attr["explicit_paddings"].list.i[:]
+        conv.attr["explicit_paddings"].list.i.extend(int(p) for p in paddings.ravel())
+        folded += 1
+    return folded
+
+
+def biases_to_biasadd(graph_def) -> int:
+    """AddV2(NHWC Conv2D output, const vector of its channels) -> BiasAdd, the form the remapper fuses."""
+    rw, converted = _Rewriter(graph_def), 0
+    for node in graph_def.node:
+        if node.op not in ("AddV2", "Add"):
+            continue
+        for k in (0, 1):
+            source, bias = node.input[k], node.input[1 - k]
+            value = rw.const_value(bias)
+            producer = rw.nodes.get(_node_name(source))
+            while producer is not None and producer.op == "Identity" and len(producer.input) == 1:
+                source = producer.input[0]
+                producer = rw.nodes.get(_node_name(source))
+            if value is None or value.ndim != 1 or producer is None or producer.op != "Conv2D" \
+                    or producer.attr["data_format"].s != b"NHWC":
+                continue
+            kernel = rw.const_value(producer.input[1])
+            if kernel is None or kernel.shape[-1] != value.shape[0]:
+                continue
+            node.op = "BiasAdd"
+            del node.input[:]
+            node.input.extend([source, bias])
+            node.attr["data_format"].s = b"NHWC"
+            converted += 1
+            break
+    return converted
+
+
+def prune(graph_def, outputs: Iterable[str]):
+    """Only the nodes that the outputs need."""
+    import tensorflow as tf
+    return tf.compat.v1.graph_util.extract_sub_graph(graph_def, sorted({_node_name(t) for t in outputs}))
+
+
+def optimize(graph_def, outputs: Iterable[str]) -> tuple[object, dict[str, int]]:
+    """The whole rewrite (steps 1-4); returns the new GraphDef and what each step changed."""
+    import tensorflow as tf
+    outputs = list(outputs)
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # v1 graph tools' deprecation notices: v1 graphs are the point here
+    try:
+        folded = fold_constants(graph_def, outputs)
+        stats = {"transposes_before": sum(n.op == "Transpose" for n in graph_def.node),
+                 "transposes_removed": to_nhwc(folded, outputs)}
+        folded = prune(folded, outputs)
+        stats["pads_folded"] = fold_pads_into_convs(folded)
+        stats["bias_adds"] = biases_to_biasadd(folded)
+        folded = prune(folded, outputs)
+    finally:
+        tf.get_logger().setLevel(level)
+    stats["transposes_after"] = sum(n.op == "Transpose" for n in folded.node)
+    return folded, stats
