@@ -90,3 +90,40 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
     w = {n: torch.load(tmp_path / n / "model.pt", weights_only=True)["state_dict"]["net.fc.weight"] for n in "abc"}
     assert torch.equal(w["a"], w["b"]) and not torch.equal(w["a"], w["c"])
+
+
+def drawn(label: int, background) -> torch.Tensor:
+    return torch.from_numpy(np.array(draw_mug(label, seed=3, background=background))).permute(2, 0, 1).contiguous()
+
+
+def test_object_mask_finds_the_mug_and_swap_keeps_it():
+    from torch_trainer.data import object_mask, swap_background
+    white = drawn(0, BACKGROUNDS[0])
+    mask = object_mask(white)
+    assert mask is not None
+    body = (white.float() - torch.tensor(BACKGROUNDS[0]).view(3, 1, 1)).abs().amax(0) > 60
+    assert mask[body].mean() > 0.95 and mask[~body].mean() < 0.3
+    # a plain picture has nothing that stands out: no mask, and the swap falls back to the ellipse
+    assert object_mask(torch.full((3, 64, 64), 128, dtype=torch.uint8)) is None
+    other = drawn(1, BACKGROUNDS[1])
+    torch.manual_seed(0)
+    out = swap_background(white, other, mask="object")
+    assert out.dtype == torch.uint8 and out.shape == white.shape
+    inner = -torch.nn.functional.max_pool2d(-body.float()[None], 5, 1, 2)[0] > 0  # the body, 2 px in
+    assert (out.float() - white.float())[:, inner].abs().max() <= 1  # the mug itself is untouched
+    corner = out[:, :4, :4].float().mean((1, 2))
+    assert (corner - torch.tensor(BACKGROUNDS[1])).abs().max() < 15  # the new floor shows around it
+    with pytest.raises(ValueError, match="mask"):
+        swap_background(white, other, mask="box")
+
+
+def test_background_gain_re_exposes_to_the_old_brightness():
+    from torch_trainer.data import swap_background
+    white, other = drawn(0, BACKGROUNDS[0]), drawn(1, BACKGROUNDS[1])
+    means = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out = swap_background(white, other, gain=3.0, mask="object")
+        assert abs(out.float().mean() - white.float().mean()) < 3  # clipping aside, same mean
+        means.append(float(out[:, 20:44, 20:44].float().mean()))
+    assert max(means) - min(means) > 10  # the mug's brightness moves with the background's

@@ -42,7 +42,9 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("pytorch", "onnxruntime", "savedmodel"))]
     assert {(r[0], r[1]) for r in rows} == {(b, n) for b in ("pytorch", "onnxruntime", "savedmodel:export")
                                             for n in ("1", "4")}
-    assert all(r[0] != "onnxruntime" or r[-1] == "1.00" for r in rows)
+    # ratio to ONNX Runtime interleaved (column 6) and alone (column 8)
+    assert all(len(r) == 8 and (r[0] != "onnxruntime" or r[5] == r[7] == "1.00") for r in rows)
+    assert "spin-waiting off" in proc.stdout
 
 
 def test_train_throughput_benchmark_runs(data_root):

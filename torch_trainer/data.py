@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
@@ -197,12 +198,13 @@ class TransformedSubset(Dataset):
 
     def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0,
-                 background_gain: float = 1.0):
+                 background_gain: float = 1.0, background_mask: str = "ellipse"):
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
         self.background_swap = background_swap
         self.background_gain = background_gain
+        self.background_mask = background_mask
         self.class_names = base.class_names
 
     def __len__(self) -> int:
@@ -212,7 +214,7 @@ class TransformedSubset(Dataset):
         image, label = self.base[self.indices[index]]
         if self.background_swap and torch.rand(()) < self.background_swap:
             other = self.base.images[self.indices[int(torch.randint(len(self.indices), ()))]]
-            image = swap_background(image, other, self.background_gain)
+            image = swap_background(image, other, self.background_gain, self.background_mask)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -222,25 +224,57 @@ class TransformedSubset(Dataset):
         return self.base.targets[self.indices]
 
 
-def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Keep a random soft ellipse around the centre of `image` (where the mug is) and take the
-    rest from `other`, a photo of any class: backgrounds then stop telling classes apart.
+def object_mask(image: torch.Tensor, ring: int = 4, threshold: float = 0.12) -> torch.Tensor | None:
+    """A soft [H, W] mask of what stands out from the photo's border colour (the mug on a plain
+    table or floor), or None where that finds too little or too much (a clear glass, clutter)."""
+    x = image.float() / 255
+    c = x.shape[0]
+    border = torch.cat([x[:, :ring].reshape(c, -1), x[:, -ring:].reshape(c, -1),
+                        x[:, :, :ring].reshape(c, -1), x[:, :, -ring:].reshape(c, -1)], 1)
+    centre = border.median(1, keepdim=True).values
+    texture = (border - centre).abs().mean()  # a grainy carpet needs a higher threshold than a table
+    fg = ((x - centre[:, :, None]).abs().amax(0) > threshold + 2 * texture).float()[None, None]
+    fg = -F.max_pool2d(-F.max_pool2d(fg, 5, 1, 2), 5, 1, 2)  # close holes (a logo, a highlight)
+    fg = F.avg_pool2d(F.max_pool2d(fg, 3, 1, 1), 5, 1, 2, count_include_pad=False)[0, 0]
+    return fg if 0.08 <= float(fg.mean()) <= 0.7 else None
+
+
+def ellipse_mask(h: int, w: int) -> torch.Tensor:
+    """A random soft ellipse near the centre, where the mug is in these photos."""
+    cy, cx = h / 2 + (torch.rand(()) - 0.5) * 0.2 * h, w / 2 + (torch.rand(()) - 0.5) * 0.2 * w
+    ry, rx = (0.32 + 0.14 * torch.rand(())) * h, (0.32 + 0.14 * torch.rand(())) * w
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    dist = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+    return (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
+
+
+def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0, mask: str = "ellipse") -> torch.Tensor:
+    """Keep the mug of `image` and take the rest from `other`, a photo of any class: backgrounds
+    then stop telling classes apart. `mask` "ellipse" keeps a random soft ellipse around the
+    centre (with some of the mug's own surroundings); "object" keeps what stands out from the
+    border colour (`object_mask`), falling back to the ellipse where that fails.
 
     With `gain` > 1 the new background is brightened or darkened by a factor drawn log-uniformly
     from [1/gain, gain], then the whole picture is rescaled to `image`'s mean brightness, as a
     camera's auto-exposure would: a white mug on a bright table comes out grey, a black mug on
     a dark floor comes out lighter, which is how exposure shifts from one scene to the next.
     """
+    if mask not in ("ellipse", "object"):
+        raise ValueError(f"background mask must be 'ellipse' or 'object', not {mask!r}")
     _, h, w = image.shape
-    cy, cx = h / 2 + (torch.rand(()) - 0.5) * 0.2 * h, w / 2 + (torch.rand(()) - 0.5) * 0.2 * w
-    ry, rx = (0.32 + 0.14 * torch.rand(())) * h, (0.32 + 0.14 * torch.rand(())) * w
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    dist = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-    mask = (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
+    keep = object_mask(image) if mask == "object" else None
+    if keep is None:
+        keep = ellipse_mask(h, w)
     background = other.float()
+    if mask == "object":
+        # take the other photo's own mug out (filled with its border colour), so no second mug shows
+        theirs = object_mask(other)
+        theirs = ellipse_mask(h, w) if theirs is None else theirs
+        fill = torch.cat([background[:, :4].flatten(1), background[:, -4:].flatten(1)], 1).median(1).values
+        background = background * (1 - theirs) + fill[:, None, None] * theirs
     if gain > 1.0:
         background = background * gain ** (2 * torch.rand(()) - 1)
-    out = (image.float() * mask + background.clamp(0, 255) * (1 - mask))
+    out = (image.float() * keep + background.clamp(0, 255) * (1 - keep))
     if gain > 1.0:
         out = out * (image.float().mean() / out.mean().clamp_min(1.0))
     return out.clamp(0, 255).round().to(torch.uint8)

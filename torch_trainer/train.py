@@ -58,6 +58,7 @@ class TrainConfig:
     erase_p: float = 0.25
     background_swap: float = 0.5       # probability of pasting the mug onto another photo's background
     background_gain: float = 1.0       # swapped background brightness factor range [1/g, g], then re-exposed
+    background_mask: str = "ellipse"   # what of the photo is kept as the mug: ellipse | object
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -86,7 +87,8 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
 
 def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig) -> TransformedSubset:
     """`data` (or the `indices` of it) as augmented training samples."""
-    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, cfg.background_gain)
+    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, cfg.background_gain,
+                            cfg.background_mask)
 
 
 def eval_transform() -> v2.Transform:
@@ -379,6 +381,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--background-gain", type=float, default=d.background_gain,
                    help="swapped backgrounds are scaled by up to this factor either way, then the picture is "
                         "re-exposed to its old mean brightness (1 = off)")
+    a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
+                   help="keep a soft ellipse around the centre, or the object that stands out from the border")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
