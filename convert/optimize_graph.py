@@ -18,7 +18,7 @@ The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Iterable
 
 import numpy as np
@@ -70,8 +70,6 @@ class _Rewriter:
         self.tf = tf
         self.graph_def = graph_def
         self.nodes = {n.name: n for n in graph_def.node}
-        self.new_nodes: list = []
-        self.counter = Counter()
 
     def const_value(self, tensor: str) -> np.ndarray | None:
         node = self.nodes.get(_node_name(tensor))
@@ -86,11 +84,11 @@ class _Rewriter:
             name = f"{base}_{k}"
         return name
 
-    def add_const(self, base: str, value: np.ndarray, dtype=None) -> str:
+    def add_const(self, base: str, value: np.ndarray) -> str:
         node = self.graph_def.node.add()
         node.name = self.unique(base)
         node.op = "Const"
-        tensor = self.tf.make_tensor_proto(value, dtype=dtype)
+        tensor = self.tf.make_tensor_proto(value)
         node.attr["value"].tensor.CopyFrom(tensor)
         node.attr["dtype"].type = tensor.dtype
         self.nodes[node.name] = node

@@ -43,11 +43,25 @@ def test_validate_reports_every_fold(two_shoots, tmp_path):
                       "--epochs", "1", "--weights", "none", "--batch-size", "16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert [(r["seed"], r["fold"]) for r in report["runs"]] == [(0, 0), (0, 1)]
+    assert [(r["seed"], r["fold"]) for r in report["runs"]] == [(0, "fold0"), (0, "fold1")]
     assert report["shoot_sizes"] == {name: [8, 8] for name in CLASS_NAMES}
     assert sum(map(sum, report["pooled"]["confusion"])) == 64
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
-    assert "held-out shoot" in (out / "report.md").read_text()
+    assert "leave out one shoot of every class" in (out / "report.md").read_text()
+
+
+def test_class_shoot_folds_hold_out_one_class_shoot_each():
+    from torch_trainer.validate import folds
+    targets = np.repeat([0, 1, 2, 3], 4)
+    shoots = np.tile([0, 0, 1, 1], 4)
+    held = folds(shoots, targets, "class-shoot")
+    assert [name for name, _ in held] == [f"class{c}_shoot{k}" for c in range(4) for k in range(2)]
+    for (name, mask), (c, k) in zip(held, [(c, k) for c in range(4) for k in range(2)]):
+        assert mask.sum() == 2 and set(targets[mask]) == {c} and set(shoots[mask]) == {k}
+    assert np.array_equal(np.sum([m for _, m in held], 0), np.ones(16))  # every image held out once
+    assert [m.sum() for _, m in folds(shoots, targets, "shoot")] == [8, 8]
+    with pytest.raises(ValueError, match="protocol"):
+        folds(shoots, targets, "random")
 
 
 def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root, tmp_path):

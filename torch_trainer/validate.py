@@ -1,10 +1,14 @@
 """Cross-scene validation: leave one photo shoot out, so validation images show unseen scenes.
 
-    python -m torch_trainer.validate --data-dir DATA/train --output-dir REPORT [--seeds 0 1] [training flags]
+    python -m torch_trainer.validate --data-dir DATA/train --output-dir REPORT [--seeds 0 1]
+        [--protocol shoot|class-shoot] [training flags]
 
-Each class's images are clustered into their photo shoots (`torch_trainer.shoots`). Fold k
-trains on every shoot but shoot k of each class and validates on shoot k: a background
-and exposure the model never saw for that class. Every fold is trained with the full
+Each class's images are clustered into their photo shoots (`torch_trainer.shoots`).
+`--protocol shoot` (default): fold k trains on every shoot but shoot k of each class and
+validates on shoot k, so every class is seen in one scene only and tested in another.
+`--protocol class-shoot`: fold (c, k) holds out shoot k of class c alone and trains on all
+the rest, so the other classes are seen in both scenes, as in the real task, and the fold's
+score is class c's recall in a scene it never saw it in. Every fold is trained with the full
 recipe for every seed; the report gives each run's accuracy, the mean and the spread,
 per-class recall and the summed confusion matrix (REPORT/report.json, report.md, PNGs).
 """
@@ -29,26 +33,36 @@ from torch_trainer.train import (TrainConfig, add_train_args, config_from_args, 
                                  prepare_output_dir, train_view)
 
 
+def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:
+    """(name, held-out mask) of every fold of `protocol` (see the module docstring)."""
+    if protocol == "shoot":
+        return [(f"fold{k}", shoots == k) for k in range(int(shoots.max()) + 1)]
+    if protocol == "class-shoot":
+        return [(f"class{c}_shoot{k}", (targets == c) & (shoots == k))
+                for c in np.unique(targets) for k in np.unique(shoots[targets == c])]
+    raise ValueError(f"--protocol: unknown protocol {protocol!r} (shoot or class-shoot)")
+
+
 def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
-              log=print) -> dict:
-    """Train and score every (seed, held-out shoot) pair; return the summary report."""
+              log=print, protocol: str = "shoot") -> dict:
+    """Train and score every (seed, fold) pair; return the summary report."""
     from dataclasses import replace
 
     runs, pooled_preds, pooled_targets = [], [], []
     for seed in seeds:
-        for fold in range(int(shoots.max()) + 1):
-            train_idx, val_idx = np.flatnonzero(shoots != fold), np.flatnonzero(shoots == fold)
-            run_dir = out / f"seed{seed}_fold{fold}"
+        for fold, held_out in folds(shoots, data.targets.numpy(), protocol):
+            train_idx, val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+            run_dir = out / f"seed{seed}_{fold}"
             run_dir.mkdir(parents=True)
             run_cfg = replace(cfg, seed=seed, extra=dict(cfg.extra))
-            log(f"== seed {seed}, fold {fold}: train on {len(train_idx)}, validate on held-out shoot ({len(val_idx)})")
+            log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
             val_set = TransformedSubset(data, val_idx, eval_transform())
             metrics = fit(run_cfg, train_view(data, train_idx, run_cfg), val_set,
                           data.class_names, run_dir, log=log)
             report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)
             pooled_preds += metrics["val_predictions"]
             pooled_targets += metrics["val_targets"]
-            log(f"seed {seed} fold {fold}: held-out accuracy {report['accuracy']:.4f}")
+            log(f"seed {seed} {fold}: held-out accuracy {report['accuracy']:.4f}")
             runs.append({"seed": seed, "fold": fold, "accuracy": report["accuracy"], "report": report,
                          "train_seconds": metrics["train_seconds"],
                          "val_accuracy_per_epoch": [r["val_accuracy"] for r in metrics["history"]]})
@@ -60,8 +74,9 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
 
 
 def markdown(summary: dict, cfg: TrainConfig) -> str:
-    lines = ["# Cross-scene validation (leave one shoot out)", "",
-             "| seed | held-out shoot | accuracy | train s |", "|---|---|---|---|"]
+    held_out = {"shoot": "one shoot of every class", "class-shoot": "one shoot of one class"}
+    lines = [f"# Cross-scene validation (leave out {held_out[summary.get('protocol', 'shoot')]})", "",
+             "| seed | held out | accuracy | train s |", "|---|---|---|---|"]
     for r in summary["runs"]:
         lines.append(f"| {r['seed']} | {r['fold']} | {r['accuracy']:.4f} | {r['train_seconds']:.0f} |")
     lines += ["", f"mean {summary['mean_accuracy']:.4f}, min {summary['min_accuracy']:.4f}, "
@@ -77,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", required=True, help="report folder (must be new or empty)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full set of folds per seed")
     parser.add_argument("--shoots", type=int, default=2, help="photo shoots per class (default %(default)s)")
+    parser.add_argument("--protocol", choices=("shoot", "class-shoot"), default="shoot",
+                        help="hold out one shoot of every class per fold, or one shoot of one class")
     parser.add_argument("--overwrite", action="store_true")
     add_train_args(parser)
     args = parser.parse_args(argv)
@@ -87,11 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         shoots = find_shoots(data.images, data.targets, args.shoots)
         cfg.extra["train_dirs"] = [str(Path(args.data_dir).resolve())]
         started = time.time()
-        summary = run_folds(cfg, data, shoots, args.seeds, out)
+        summary = run_folds(cfg, data, shoots, args.seeds, out, protocol=args.protocol)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     summary["wall_seconds"] = time.time() - started
+    summary["protocol"] = args.protocol
     summary["shoot_sizes"] = {name: np.bincount(shoots[data.targets.numpy() == i]).tolist()
                               for i, name in enumerate(data.class_names)}
     (out / "report.json").write_text(json.dumps(summary, indent=2))
