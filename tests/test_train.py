@@ -94,3 +94,20 @@ def test_other_archs_build(arch):
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 4)
     with pytest.raises(ValueError, match="resnet9"):
         MugClassifier("resnet9", 4)
+
+
+def test_mixstyle_changes_training_features_only():
+    from torch_trainer.model import MugClassifier, add_mixstyle
+    torch.manual_seed(0)
+    plain = MugClassifier("resnet18", 4, 32)
+    mixed = MugClassifier("resnet18", 4, 32)
+    mixed.load_state_dict(plain.state_dict())
+    add_mixstyle(mixed, p=1.0)
+    x = torch.rand(6, 3, 32, 32)
+    plain.eval(), mixed.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), mixed(x))  # eval (and so the export) is untouched
+    plain.train(), mixed.train()
+    with torch.no_grad():
+        out = mixed(x)
+        assert out.shape == (6, 4) and not torch.allclose(plain(x), out, atol=1e-4)

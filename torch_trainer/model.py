@@ -55,6 +55,27 @@ class MugClassifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+def add_mixstyle(model: MugClassifier, p: float, alpha: float = 0.1, layers: tuple[str, ...] = ("layer1", "layer2")) -> None:
+    """MixStyle (Zhou et al., ICLR 2021) after the early ResNet stages, in training only: with
+    probability `p` per batch, each sample's channel-wise feature mean and std are mixed with
+    another sample's, so that the style of a scene (exposure, floor texture) stops being a cue.
+    The model's weights and its eval-mode output are untouched, so export is unaffected.
+    """
+    beta = torch.distributions.Beta(alpha, alpha)
+
+    def hook(module: nn.Module, inputs, out: torch.Tensor) -> torch.Tensor | None:
+        if not module.training or out.shape[0] < 2 or torch.rand(()) >= p:
+            return None
+        mu = out.mean(dim=(2, 3), keepdim=True).detach()
+        sigma = (out.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        lam = beta.sample((out.shape[0], 1, 1, 1)).to(out.device, out.dtype)
+        perm = torch.randperm(out.shape[0], device=out.device)
+        return (out - mu) / sigma * (lam * sigma + (1 - lam) * sigma[perm]) + lam * mu + (1 - lam) * mu[perm]
+
+    for name in layers:
+        getattr(model.net, name).register_forward_hook(hook)
+
+
 def load_imagenet_weights(model: MugClassifier, strict: bool = False) -> bool:
     """Load torchvision's ImageNet weights into the backbone (all but the new head).
 

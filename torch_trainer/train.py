@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from torch_trainer import distributed
 from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
-from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, load_imagenet_weights, \
-    save_checkpoint
+from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
+    load_imagenet_weights, save_checkpoint
 
 
 @dataclass
@@ -59,6 +59,7 @@ class TrainConfig:
     background_swap: float = 0.5       # probability of pasting the mug onto another photo's background
     background_gain: float = 1.0       # swapped background brightness factor range [1/g, g], then re-exposed
     background_mask: str = "ellipse"   # what of the photo is kept as the mug: ellipse | object
+    mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -150,6 +151,8 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     """A fresh classifier with the initial weights that `cfg.weights` asks for."""
     model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm)
+    if cfg.mixstyle:
+        add_mixstyle(model, cfg.mixstyle)
     if cfg.weights == "imagenet":
         cfg.extra["pretrained"] = load_imagenet_weights(model, strict=cfg.strict_weights)
     elif cfg.weights != "none":
@@ -381,6 +384,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--background-gain", type=float, default=d.background_gain,
                    help="swapped backgrounds are scaled by up to this factor either way, then the picture is "
                         "re-exposed to its old mean brightness (1 = off)")
+    a.add_argument("--mixstyle", type=float, default=d.mixstyle,
+                   help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
     a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
                    help="keep a soft ellipse around the centre, or the object that stands out from the border")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")

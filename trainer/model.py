@@ -32,6 +32,7 @@ HPARAMS = TrainConfig(
     background_swap=0.5,
     background_gain=1.0,
     background_mask="ellipse",
+    mixstyle=0.0,
     amp="auto",
     channels_last="auto",
     input_size=64,
