@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
+    from bench.serving import timed
     from check_deployed_model.saved_model import SavedModelPredictor
     from convert.parity import image_files
 
@@ -83,9 +84,7 @@ def main() -> int:
                 t.join()
             elapsed = time.time() - started
             latencies.sort()
-            inproc = statistics.median(
-                [(lambda t0: (local.predict(blobs[:n]), (time.perf_counter() - t0) * 1e3)[1])(time.perf_counter())
-                 for _ in range(20)])
+            inproc = statistics.median(timed(local.predict, blobs[:n], 20))
             print(f"{n:9d} {len(latencies) / elapsed:8.1f} {len(latencies) * n / elapsed:9.1f} "
                   f"{latencies[len(latencies) // 2]:8.1f} {latencies[int(len(latencies) * 0.99)]:8.1f} {inproc:14.1f}")
     finally:

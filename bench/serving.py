@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="RUN/model.pt (its ONNX file next to it)")

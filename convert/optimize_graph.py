@@ -32,6 +32,7 @@ ELEMENTWISE_UNARY = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Identit
 ELEMENTWISE_BINARY = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Minimum", "Pow",
                       "SquaredDifference"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod"}
+PADS = {"Pad", "PadV2", "MirrorPad"}
 
 
 def fold_constants(graph_def, outputs: Iterable[str]):
@@ -94,8 +95,9 @@ class _Rewriter:
         self.nodes[node.name] = node
         return node.name
 
-    def add_transpose(self, tensor: str, perm: list[int], dtype_attr) -> str:
-        perm_name = self.add_const(f"{_node_name(tensor)}/to_nchw/perm", np.array(perm, np.int32))
+    def add_to_nchw(self, tensor: str, dtype_attr) -> str:
+        """A Transpose that gives back the NCHW tensor of an NHWC `tensor`."""
+        perm_name = self.add_const(f"{_node_name(tensor)}/to_nchw/perm", np.array(TO_NCHW, np.int32))
         node = self.graph_def.node.add()
         node.name = self.unique(f"{_node_name(tensor)}/to_nchw")
         node.op = "Transpose"
@@ -168,12 +170,14 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
         out = node.name + ":0"
         perm = _perm_of(rw, node)
         first = bool(flagged) and flagged[0]
+        # the paddings or axes of a Pad or reduction (not looked up for other ops: a conv's is its kernel)
+        second = rw.const_value(ins[1]) if node.op in PADS | REDUCTIONS and not flagged[1] else None
 
         def materialise() -> None:
             for k, t in enumerate(ins):
                 if flagged[k]:
                     if t not in to_nchw:
-                        to_nchw[t] = rw.add_transpose(t, TO_NCHW, dtype[t])
+                        to_nchw[t] = rw.add_to_nchw(t, dtype[t])
                     ins[k] = to_nchw[t]
 
         def nhwc_output() -> None:
@@ -206,15 +210,13 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
                 nhwc_output()
             else:
                 materialise()
-        elif first and node.op in ("Pad", "PadV2", "MirrorPad") and not any(flagged[1:]) \
-                and getattr(rw.const_value(ins[1]), "shape", None) == (4, 2):
-            ins[1] = rw.add_const(f"{node.name}/nhwc_paddings", rw.const_value(ins[1])[TO_NHWC]) + ":0"
+        elif first and node.op in PADS and not any(flagged[2:]) \
+                and second is not None and second.shape == (4, 2):
+            ins[1] = rw.add_const(f"{node.name}/nhwc_paddings", second[TO_NHWC]) + ":0"
             nhwc_output()
-        elif first and node.op in REDUCTIONS and node.attr["keep_dims"].b and not flagged[1] \
-                and rw.const_value(ins[1]) is not None:
-            axes = rw.const_value(ins[1])
+        elif first and node.op in REDUCTIONS and node.attr["keep_dims"].b and second is not None:
             ins[1] = rw.add_const(f"{node.name}/nhwc_axes", np.array(
-                [NCHW_AXIS_IN_NHWC[a % 4] for a in np.atleast_1d(axes)], dtype=axes.dtype)) + ":0"
+                [NCHW_AXIS_IN_NHWC[a % 4] for a in np.atleast_1d(second)], dtype=second.dtype)) + ":0"
             nhwc_output()
         else:
             materialise()

@@ -198,13 +198,12 @@ class TransformedSubset(Dataset):
 
     def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0,
-                 background_gain: float = 1.0, background_mask: str = "ellipse"):
+                 swap: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
         self.background_swap = background_swap
-        self.background_gain = background_gain
-        self.background_mask = background_mask
+        self.swap = swap or swap_background
         self.class_names = base.class_names
 
     def __len__(self) -> int:
@@ -214,7 +213,7 @@ class TransformedSubset(Dataset):
         image, label = self.base[self.indices[index]]
         if self.background_swap and torch.rand(()) < self.background_swap:
             other = self.base.images[self.indices[int(torch.randint(len(self.indices), ()))]]
-            image = swap_background(image, other, self.background_gain, self.background_mask)
+            image = self.swap(image, other)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -224,13 +223,18 @@ class TransformedSubset(Dataset):
         return self.base.targets[self.indices]
 
 
+def border_pixels(x: torch.Tensor, ring: int = 4) -> torch.Tensor:
+    """The [C, N] pixels of a CHW picture's outer `ring` (its table or floor, in these photos)."""
+    c = x.shape[0]
+    return torch.cat([x[:, :ring].reshape(c, -1), x[:, -ring:].reshape(c, -1),
+                      x[:, :, :ring].reshape(c, -1), x[:, :, -ring:].reshape(c, -1)], 1)
+
+
 def object_mask(image: torch.Tensor, ring: int = 4, threshold: float = 0.12) -> torch.Tensor | None:
     """A soft [H, W] mask of what stands out from the photo's border colour (the mug on a plain
     table or floor), or None where that finds too little or too much (a clear glass, clutter)."""
     x = image.float() / 255
-    c = x.shape[0]
-    border = torch.cat([x[:, :ring].reshape(c, -1), x[:, -ring:].reshape(c, -1),
-                        x[:, :, :ring].reshape(c, -1), x[:, :, -ring:].reshape(c, -1)], 1)
+    border = border_pixels(x, ring)
     centre = border.median(1, keepdim=True).values
     texture = (border - centre).abs().mean()  # a grainy carpet needs a higher threshold than a table
     fg = ((x - centre[:, :, None]).abs().amax(0) > threshold + 2 * texture).float()[None, None]
@@ -270,7 +274,7 @@ def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0,
         # take the other photo's own mug out (filled with its border colour), so no second mug shows
         theirs = object_mask(other)
         theirs = ellipse_mask(h, w) if theirs is None else theirs
-        fill = torch.cat([background[:, :4].flatten(1), background[:, -4:].flatten(1)], 1).median(1).values
+        fill = border_pixels(background).median(1).values
         background = background * (1 - theirs) + fill[:, None, None] * theirs
     if gain > 1.0:
         background = background * gain ** (2 * torch.rand(()) - 1)

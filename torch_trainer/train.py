@@ -9,6 +9,7 @@ RUN/best.pt (best validation accuracy, when there is validation data) and RUN/me
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -27,7 +28,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
+from torch_trainer.data import DatasetError, MugDataset, TransformedSubset, swap_background
 from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
@@ -88,8 +89,8 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
 
 def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig) -> TransformedSubset:
     """`data` (or the `indices` of it) as augmented training samples."""
-    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, cfg.background_gain,
-                            cfg.background_mask)
+    swap = functools.partial(swap_background, gain=cfg.background_gain, mask=cfg.background_mask)
+    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, swap)
 
 
 def eval_transform() -> v2.Transform:
