@@ -141,3 +141,37 @@ def test_background_gain_re_exposes_to_the_old_brightness():
         assert abs(out.float().mean() - white.float().mean()) < 3  # clipping aside, same mean
         means.append(float(out[:, 20:44, 20:44].float().mean()))
     assert max(means) - min(means) > 10  # the mug's brightness moves with the background's
+
+
+def test_random_backdrop_spans_dark_to_light_floors():
+    from torch_trainer.data import random_backdrop
+    torch.manual_seed(0)
+    means = []
+    for _ in range(40):
+        b = random_backdrop(64, 48)
+        assert b.shape == (3, 64, 48) and b.dtype == torch.float32
+        assert float(b.min()) >= 0 and float(b.max()) <= 255
+        means.append(float(b.mean()))
+    assert min(means) < 70 and max(means) > 190
+
+
+def test_synthetic_background_and_object_gain_keep_the_mug_and_change_the_rest():
+    from torch_trainer.data import swap_background
+    white, other = drawn(0, BACKGROUNDS[0]), drawn(1, BACKGROUNDS[1])
+    body = (white.float() - torch.tensor(BACKGROUNDS[0]).view(3, 1, 1)).abs().amax(0) > 60
+    inner = -torch.nn.functional.max_pool2d(-body.float()[None], 5, 1, 2)[0] > 0
+    corners, bodies = [], []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out = swap_background(white, other, mask="object", synthetic=1.0)
+        assert (out.float() - white.float())[:, inner].abs().max() <= 1  # the mug itself is untouched
+        corners.append(out[:, :4, :4].float().mean((1, 2)))
+        torch.manual_seed(seed)
+        lit = swap_background(white, other, mask="object", object_gain=3.0)
+        bodies.append(float(lit[:, inner].float().mean()))
+        # object gain relights the mug only: the other photo's floor is as it was
+        assert (lit[:, :4, :4].float().mean((1, 2)) - torch.tensor(BACKGROUNDS[1])).abs().max() < 15
+    # made-up floors, not the other photo's: they differ from it and from each other
+    assert max(float((c - torch.tensor(BACKGROUNDS[1])).abs().max()) for c in corners) > 40
+    assert float(torch.stack(corners).std(0).max()) > 20
+    assert max(bodies) - min(bodies) > 30

@@ -252,7 +252,21 @@ def ellipse_mask(h: int, w: int) -> torch.Tensor:
     return (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
 
 
-def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0, mask: str = "ellipse") -> torch.Tensor:
+def random_backdrop(h: int, w: int) -> torch.Tensor:
+    """A made-up floor or table, as float [3, H, W] pixels 0..255: any brightness from near
+    black to near white, a slight colour cast, a lighting gradient and some grain."""
+    level = 20 + 215 * torch.rand(())
+    tint = 1 + 0.3 * (torch.rand(3, 1, 1) - 0.5)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    slope = 40 * (torch.rand(2) - 0.5)
+    grain = torch.randn(1, 1, h, w) * 25 * torch.rand(())
+    if torch.rand(()) < 0.5:
+        grain = F.avg_pool2d(grain, 3, 1, 1, count_include_pad=False) * 2
+    return (level * tint + slope[0] * yy + slope[1] * xx + grain[0]).clamp(0, 255)
+
+
+def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0, mask: str = "ellipse",
+                    object_gain: float = 1.0, synthetic: float = 0.0) -> torch.Tensor:
     """Keep the mug of `image` and take the rest from `other`, a photo of any class: backgrounds
     then stop telling classes apart. `mask` "ellipse" keeps a random soft ellipse around the
     centre (with some of the mug's own surroundings); "object" keeps what stands out from the
@@ -262,6 +276,9 @@ def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0,
     from [1/gain, gain], then the whole picture is rescaled to `image`'s mean brightness, as a
     camera's auto-exposure would: a white mug on a bright table comes out grey, a black mug on
     a dark floor comes out lighter, which is how exposure shifts from one scene to the next.
+    With `object_gain` > 1 the kept mug alone is scaled by a factor in [1/object_gain,
+    object_gain]. With probability `synthetic` the new background is `random_backdrop` instead
+    of `other`.
     """
     if mask not in ("ellipse", "object"):
         raise ValueError(f"background mask must be 'ellipse' or 'object', not {mask!r}")
@@ -270,7 +287,9 @@ def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0,
     if keep is None:
         keep = ellipse_mask(h, w)
     background = other.float()
-    if mask == "object":
+    if synthetic and torch.rand(()) < synthetic:
+        background = random_backdrop(h, w)
+    elif mask == "object":
         # take the other photo's own mug out (filled with its border colour), so no second mug shows
         theirs = object_mask(other)
         theirs = ellipse_mask(h, w) if theirs is None else theirs
@@ -278,7 +297,10 @@ def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0,
         background = background * (1 - theirs) + fill[:, None, None] * theirs
     if gain > 1.0:
         background = background * gain ** (2 * torch.rand(()) - 1)
-    out = (image.float() * keep + background.clamp(0, 255) * (1 - keep))
+    mug = image.float()
+    if object_gain > 1.0:
+        mug = (mug * object_gain ** (2 * torch.rand(()) - 1)).clamp(0, 255)
+    out = (mug * keep + background.clamp(0, 255) * (1 - keep))
     if gain > 1.0:
         out = out * (image.float().mean() / out.mean().clamp_min(1.0))
     return out.clamp(0, 255).round().to(torch.uint8)

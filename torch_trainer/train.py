@@ -60,6 +60,8 @@ class TrainConfig:
     background_swap: float = 0.5       # probability of pasting the mug onto another photo's background
     background_gain: float = 1.0       # swapped background brightness factor range [1/g, g], then re-exposed
     background_mask: str = "ellipse"   # what of the photo is kept as the mug: ellipse | object
+    object_gain: float = 1.0           # swapped samples: the mug's brightness factor range [1/g, g]
+    synthetic_background: float = 0.0  # share of swaps onto a made-up backdrop instead of a photo
     mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
@@ -89,7 +91,8 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
 
 def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig) -> TransformedSubset:
     """`data` (or the `indices` of it) as augmented training samples."""
-    swap = functools.partial(swap_background, gain=cfg.background_gain, mask=cfg.background_mask)
+    swap = functools.partial(swap_background, gain=cfg.background_gain, mask=cfg.background_mask,
+                             object_gain=cfg.object_gain, synthetic=cfg.synthetic_background)
     return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, swap)
 
 
@@ -389,6 +392,11 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
                    help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
     a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
                    help="keep a soft ellipse around the centre, or the object that stands out from the border")
+    a.add_argument("--object-gain", type=float, default=d.object_gain,
+                   help="in swapped samples the mug's brightness is scaled by up to this factor either way (1 = off)")
+    a.add_argument("--synthetic-background", type=float, default=d.synthetic_background,
+                   help="share of swapped backgrounds that are made up (plain, tinted, graded, grainy) "
+                        "instead of taken from another photo")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
