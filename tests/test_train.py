@@ -22,7 +22,7 @@ def test_run_writes_checkpoints_and_metrics(trained_run):
 
 def test_checkpoint_round_trip(trained_run, tmp_path):
     model, meta = load_checkpoint(trained_run / "model.pt")
-    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 64
+    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 128
     assert meta["class_names"] == ["0white", "1black", "2blue", "3transparent"]
     x = torch.rand(3, 3, 64, 64)
     save_checkpoint(tmp_path / "copy.pt", model, meta["class_names"], meta["input_size"])

@@ -39,7 +39,7 @@ class TrainConfig:
     arch: str = "resnet18"
     weights: str = "imagenet"          # imagenet | none | PATH to a checkpoint or state dict
     strict_weights: bool = False       # make unreachable ImageNet weights an error
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 2e-3
     backbone_lr_scale: float = 0.1     # backbone lr multiplier when starting from pretrained weights
@@ -66,7 +66,7 @@ class TrainConfig:
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
-    image_size: int = 64               # what the network sees; resized inside the model
+    image_size: int = 128              # what the network sees (upsampled inside the model: finer logos)
     input_norm: str = "imagenet"       # imagenet | per-image (exposure-invariant)
     seed: int = 0
     workers: int = 0

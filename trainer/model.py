@@ -12,7 +12,7 @@ from torch_trainer.train import TrainConfig
 HPARAMS = TrainConfig(
     arch="resnet18",
     weights="imagenet",
-    epochs=30,
+    epochs=15,
     batch_size=64,
     lr=2e-3,
     backbone_lr_scale=0.1,
@@ -38,7 +38,7 @@ HPARAMS = TrainConfig(
     amp="auto",
     channels_last="auto",
     input_size=64,
-    image_size=64,
+    image_size=128,
     seed=0,
     workers=0,
     device="auto",
