@@ -107,6 +107,22 @@ class _Rewriter:
         self.nodes[node.name] = node
         return node.name + ":0"
 
+    def add_nchw_shape(self, shape: str, out_type_attr) -> str:
+        """The NCHW shape vector of a tensor from its NHWC `shape` (a Gather, not a Transpose
+        of the whole tensor only to read its shape)."""
+        order = self.add_const(f"{_node_name(shape)}/nchw_order", np.array(TO_NCHW, np.int32))
+        axis = self.add_const(f"{_node_name(shape)}/nchw_axis", np.array(0, np.int32))
+        node = self.graph_def.node.add()
+        node.name = self.unique(f"{_node_name(shape)}/nchw")
+        node.op = "GatherV2"
+        node.input.extend([shape, order, axis])
+        node.attr["Tparams"].CopyFrom(out_type_attr)
+        node.attr["Tindices"].type = self.tf.int32.as_datatype_enum
+        node.attr["Taxis"].type = self.tf.int32.as_datatype_enum
+        node.attr["batch_dims"].i = 0
+        self.nodes[node.name] = node
+        return node.name + ":0"
+
 
 def _topological(graph_def) -> list:
     """Nodes in an order where inputs come first; loop back edges (NextIteration) are ignored."""
@@ -214,6 +230,8 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
                 and second is not None and second.shape == (4, 2):
             ins[1] = rw.add_const(f"{node.name}/nhwc_paddings", second[TO_NHWC]) + ":0"
             nhwc_output()
+        elif first and node.op == "Shape":
+            value[out] = (rw.add_nchw_shape(out, node.attr["out_type"]), False)  # shape of the NHWC tensor, reordered
         elif first and node.op in REDUCTIONS and node.attr["keep_dims"].b and second is not None:
             ins[1] = rw.add_const(f"{node.name}/nhwc_axes", np.array(
                 [NCHW_AXIS_IN_NHWC[a % 4] for a in np.atleast_1d(second)], dtype=second.dtype)) + ":0"

@@ -78,3 +78,16 @@ def test_a_transpose_that_is_an_output_stays():
     optimized, _ = optimize(graph.as_graph_def(), [x.name, out.name])
     np.testing.assert_array_equal(run(optimized, x.name, out.name, x_val),
                                   np.maximum(x_val.transpose(0, 3, 1, 2), 0))
+
+
+def test_the_shape_of_a_rewritten_tensor_is_read_without_a_transpose():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2, 3, 4], name="x")
+        feature = tf.nn.relu(tf.transpose(x, [0, 3, 1, 2]))
+        channels = tf.cast(tf.shape(feature)[1], tf.float32)  # NCHW axis 1: 4, not the NHWC 2
+        out = tf.identity(tf.transpose(feature, [0, 2, 3, 1]) * channels, name="out")
+    x_val = np.random.default_rng(0).normal(size=(2, 2, 3, 4)).astype(np.float32)
+    optimized, stats = optimize(graph.as_graph_def(), [x.name, out.name])
+    np.testing.assert_allclose(run(optimized, x.name, out.name, x_val), np.maximum(x_val, 0) * 4, rtol=1e-6)
+    assert stats["transposes_after"] == 0 and Counter(n.op for n in optimized.node)["Transpose"] == 0

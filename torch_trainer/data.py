@@ -252,6 +252,11 @@ def ellipse_mask(h: int, w: int) -> torch.Tensor:
     return (1.15 - dist).clamp(0, 0.3) / 0.3  # 1 inside, soft edge, 0 outside
 
 
+def log_uniform(limit: float) -> torch.Tensor:
+    """A random factor in [1/limit, limit], as likely to darken as to brighten."""
+    return limit ** (2 * torch.rand(()) - 1)
+
+
 def random_backdrop(h: int, w: int) -> torch.Tensor:
     """A made-up floor or table, as float [3, H, W] pixels 0..255: any brightness from near
     black to near white, a slight colour cast, a lighting gradient and some grain."""
@@ -286,21 +291,21 @@ def swap_background(image: torch.Tensor, other: torch.Tensor, gain: float = 1.0,
     keep = object_mask(image) if mask == "object" else None
     if keep is None:
         keep = ellipse_mask(h, w)
-    background = other.float()
     if synthetic and torch.rand(()) < synthetic:
         background = random_backdrop(h, w)
-    elif mask == "object":
-        # take the other photo's own mug out (filled with its border colour), so no second mug shows
-        theirs = object_mask(other)
-        theirs = ellipse_mask(h, w) if theirs is None else theirs
-        fill = border_pixels(background).median(1).values
-        background = background * (1 - theirs) + fill[:, None, None] * theirs
+    else:
+        background = other.float()
+        if mask == "object":
+            # take the other photo's own mug out (filled with its border colour), so no second mug shows
+            theirs = object_mask(other)
+            theirs = ellipse_mask(h, w) if theirs is None else theirs
+            fill = border_pixels(background).median(1).values
+            background = background * (1 - theirs) + fill[:, None, None] * theirs
     if gain > 1.0:
-        background = background * gain ** (2 * torch.rand(()) - 1)
-    mug = image.float()
-    if object_gain > 1.0:
-        mug = (mug * object_gain ** (2 * torch.rand(()) - 1)).clamp(0, 255)
-    out = (mug * keep + background.clamp(0, 255) * (1 - keep))
+        background = background * log_uniform(gain)
+    original = image.float()
+    mug = (original * log_uniform(object_gain)).clamp(0, 255) if object_gain > 1.0 else original
+    out = mug * keep + background.clamp(0, 255) * (1 - keep)
     if gain > 1.0:
-        out = out * (image.float().mean() / out.mean().clamp_min(1.0))
+        out = out * (original.mean() / out.mean().clamp_min(1.0))
     return out.clamp(0, 255).round().to(torch.uint8)

@@ -388,8 +388,6 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--background-gain", type=float, default=d.background_gain,
                    help="swapped backgrounds are scaled by up to this factor either way, then the picture is "
                         "re-exposed to its old mean brightness (1 = off)")
-    a.add_argument("--mixstyle", type=float, default=d.mixstyle,
-                   help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
     a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
                    help="keep a soft ellipse around the centre, or the object that stands out from the border")
     a.add_argument("--object-gain", type=float, default=d.object_gain,
@@ -397,6 +395,8 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--synthetic-background", type=float, default=d.synthetic_background,
                    help="share of swapped backgrounds that are made up (plain, tinted, graded, grainy) "
                         "instead of taken from another photo")
+    a.add_argument("--mixstyle", type=float, default=d.mixstyle,
+                   help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
