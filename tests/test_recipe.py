@@ -175,3 +175,19 @@ def test_synthetic_background_and_object_gain_keep_the_mug_and_change_the_rest()
     assert max(float((c - torch.tensor(BACKGROUNDS[1])).abs().max()) for c in corners) > 40
     assert float(torch.stack(corners).std(0).max()) > 20
     assert max(bodies) - min(bodies) > 30
+
+
+def test_random_exposure_darkens_and_brightens_whole_pictures_and_clips():
+    from torch_trainer.data import RandomExposure
+    image = torch.linspace(0.1, 0.9, 3 * 8 * 8).reshape(3, 8, 8)
+    expose = RandomExposure(3.0)
+    torch.manual_seed(0)
+    ratios = []
+    for _ in range(50):
+        out = expose(image)
+        assert out.shape == image.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        ratios.append(float(out[0, 0, 0] / image[0, 0, 0]))  # a dark pixel: never clipped
+    assert min(ratios) >= 1 / 3 - 1e-6 and max(ratios) <= 3 + 1e-6
+    assert min(ratios) < 0.5 and max(ratios) > 2  # both ways, by more than a stop
+    with pytest.raises(ValueError, match="exposure"):
+        RandomExposure(0.5)

@@ -257,6 +257,21 @@ def log_uniform(limit: float) -> torch.Tensor:
     return limit ** (2 * torch.rand(()) - 1)
 
 
+class RandomExposure(torch.nn.Module):
+    """Scale a float [0, 1] picture by a factor drawn log-uniformly from [1/limit, limit] and
+    clip, as a camera exposed one or two stops differently would: the scene sets the exposure,
+    so the same mug is grey under one and glowing under another."""
+
+    def __init__(self, limit: float):
+        super().__init__()
+        if limit < 1:
+            raise ValueError(f"exposure limit must be >= 1, not {limit}")
+        self.limit = limit
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image * log_uniform(self.limit)).clamp(0, 1)
+
+
 def random_backdrop(h: int, w: int) -> torch.Tensor:
     """A made-up floor or table, as float [3, H, W] pixels 0..255: any brightness from near
     black to near white, a slight colour cast, a lighting gradient and some grain."""

@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.data import DatasetError, MugDataset, TransformedSubset, swap_background
+from torch_trainer.data import DatasetError, MugDataset, RandomExposure, TransformedSubset, swap_background
 from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
@@ -51,6 +51,7 @@ class TrainConfig:
     crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
     rotate: float = 10.0               # max degrees
     brightness: float = 0.5
+    exposure: float = 1.0              # whole-picture brightness factor range [1/e, e], log-uniform (1 = off)
     contrast: float = 0.5
     saturation: float = 0.3
     hue: float = 0.02                  # small: hue is what tells a blue mug from a black one
@@ -84,6 +85,7 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
         v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue),
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=cfg.blur_p),
         v2.ToDtype(torch.float32, scale=True),
+        RandomExposure(cfg.exposure) if cfg.exposure > 1 else v2.Identity(),
         v2.GaussianNoise(sigma=cfg.noise) if cfg.noise else v2.Identity(),
         v2.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15), value=0.5),
     ])
@@ -377,6 +379,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
     a.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees")
     a.add_argument("--brightness", type=float, default=d.brightness)
+    a.add_argument("--exposure", type=float, default=d.exposure,
+                   help="the whole picture is scaled by up to this factor either way and clipped, "
+                        "log-uniformly (a camera's exposure; 1 = off)")
     a.add_argument("--contrast", type=float, default=d.contrast)
     a.add_argument("--saturation", type=float, default=d.saturation)
     a.add_argument("--hue", type=float, default=d.hue)

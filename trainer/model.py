@@ -23,6 +23,7 @@ HPARAMS = TrainConfig(
     crop_scale=0.35,
     rotate=10.0,
     brightness=0.5,
+    exposure=1.0,
     contrast=0.5,
     saturation=0.3,
     hue=0.02,
