@@ -85,26 +85,28 @@ class _Rewriter:
             name = f"{base}_{k}"
         return name
 
-    def add_const(self, base: str, value: np.ndarray) -> str:
+    def add_node(self, base: str, op: str, inputs: Iterable[str] = ()):
+        """A new node named after `base` (made unique), registered; the caller sets its attrs."""
         node = self.graph_def.node.add()
         node.name = self.unique(base)
-        node.op = "Const"
+        node.op = op
+        node.input.extend(inputs)
+        self.nodes[node.name] = node
+        return node
+
+    def add_const(self, base: str, value: np.ndarray) -> str:
+        node = self.add_node(base, "Const")
         tensor = self.tf.make_tensor_proto(value)
         node.attr["value"].tensor.CopyFrom(tensor)
         node.attr["dtype"].type = tensor.dtype
-        self.nodes[node.name] = node
         return node.name
 
     def add_to_nchw(self, tensor: str, dtype_attr) -> str:
         """A Transpose that gives back the NCHW tensor of an NHWC `tensor`."""
         perm_name = self.add_const(f"{_node_name(tensor)}/to_nchw/perm", np.array(TO_NCHW, np.int32))
-        node = self.graph_def.node.add()
-        node.name = self.unique(f"{_node_name(tensor)}/to_nchw")
-        node.op = "Transpose"
-        node.input.extend([tensor, perm_name])
+        node = self.add_node(f"{_node_name(tensor)}/to_nchw", "Transpose", [tensor, perm_name])
         node.attr["T"].CopyFrom(dtype_attr)
         node.attr["Tperm"].type = self.tf.int32.as_datatype_enum
-        self.nodes[node.name] = node
         return node.name + ":0"
 
     def add_nchw_shape(self, shape: str, out_type_attr) -> str:
@@ -112,17 +114,12 @@ class _Rewriter:
         of the whole tensor only to read its shape)."""
         order = self.add_const(f"{_node_name(shape)}/nchw_order", np.array(TO_NCHW, np.int32))
         axis = self.add_const(f"{_node_name(shape)}/nchw_axis", np.array(0, np.int32))
-        node = self.graph_def.node.add()
-        node.name = self.unique(f"{_node_name(shape)}/nchw")
-        node.op = "GatherV2"
-        node.input.extend([shape, order, axis])
+        node = self.add_node(f"{_node_name(shape)}/nchw", "GatherV2", [shape, order, axis])
         node.attr["Tparams"].CopyFrom(out_type_attr)
         node.attr["Tindices"].type = self.tf.int32.as_datatype_enum
         node.attr["Taxis"].type = self.tf.int32.as_datatype_enum
         node.attr["batch_dims"].i = 0
-        self.nodes[node.name] = node
         return node.name + ":0"
-
 
 def _topological(graph_def) -> list:
     """Nodes in an order where inputs come first; loop back edges (NextIteration) are ignored."""

@@ -56,7 +56,7 @@ def test_conversion_report_is_within_bounds(export):
         assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0, (key, rows[key])
     assert float(rows["graph/resized_png"][0]) < 0.05
     # the NHWC rewrite: onnx-tf's 64 Transposes are gone but for the one before the head's
-    # Reshape (the upsampling's Shape reads the NHWC input), every conv bias is a fusable BiasAdd
+    # Reshape (the upsampling reads the input's shape through a Gather), every conv bias is a fusable BiasAdd
     graph = next(line for line in stdout.splitlines() if line.strip().startswith("graph:"))
     counts = {k: int(v) for v, k in (part.strip().split(" ", 1) for part in graph.split(":", 1)[1].split(","))}
     assert counts["Conv2D"] == 20 and counts["BiasAdd"] == 20 and counts["Transpose"] <= 1, graph
