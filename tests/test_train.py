@@ -111,3 +111,32 @@ def test_mixstyle_changes_training_features_only():
     with torch.no_grad():
         out = mixed(x)
         assert out.shape == (6, 4) and not torch.allclose(plain(x), out, atol=1e-4)
+
+
+def test_batch_mixer_mixes_a_share_of_batches_into_class_probabilities():
+    from torch_trainer.train import batch_mixer
+    assert batch_mixer(TrainConfig(mix=0.0), 4) is None
+    torch.manual_seed(0)
+    images, labels = torch.rand(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    mixed, targets = batch_mixer(TrainConfig(mix=1.0), 4)(images, labels)
+    assert targets.shape == (8, 4) and torch.allclose(targets.sum(1), torch.ones(8))
+    assert (targets.max(1).values < 1).all()  # every picture now holds two of them
+    assert not torch.equal(mixed, images)
+    # a mixed batch trains through the loss the recipe uses (soft targets with label smoothing)
+    loss = torch.nn.functional.cross_entropy(torch.randn(8, 4), targets, label_smoothing=0.1)
+    assert torch.isfinite(loss)
+
+
+def test_augmix_flag_changes_pictures_and_keeps_their_range():
+    from torch_trainer.train import train_transform
+    torch.manual_seed(0)
+    image = (torch.rand(3, 64, 64) * 255).to(torch.uint8)
+    quiet = dict(crop_scale=1.0, rotate=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, blur_p=0.0,
+                 noise=0.0, erase_p=0.0)
+    outs = [train_transform(TrainConfig(augmix=p, **quiet))(image) for p in (0.0, 1.0)]
+    assert all(o.dtype == torch.float32 and o.shape == (3, 64, 64) for o in outs)
+    assert outs[1].min() >= 0 and outs[1].max() <= 1
+    # crops of the whole picture and flips aside, only AugMix can change pixel values
+    plain = image.float() / 255
+    assert torch.allclose(outs[0], plain) or torch.allclose(outs[0], plain.flip(-1))
+    assert not (torch.allclose(outs[1], plain, atol=1e-3) or torch.allclose(outs[1], plain.flip(-1), atol=1e-3))

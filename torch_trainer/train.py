@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,8 @@ class TrainConfig:
     object_gain: float = 1.0           # swapped samples: the mug's brightness factor range [1/g, g]
     synthetic_background: float = 0.0  # share of swaps onto a made-up backdrop instead of a photo
     mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
+    mix: float = 0.0                   # probability per batch of CutMix or MixUp (0 = off)
+    augmix: float = 0.0                # probability per picture of AugMix (0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -79,6 +81,7 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
     """Augmentation for uint8 CHW tensors: vary framing, lighting, sharpness and background
     patches (what changes from scene to scene), keep the mug's colour (what names the class)."""
     return v2.Compose([
+        v2.RandomApply([v2.AugMix()], p=cfg.augmix) if cfg.augmix else v2.Identity(),
         v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=(0.75, 1.33), antialias=True),
         v2.RandomHorizontalFlip(),
         v2.RandomApply([v2.RandomRotation(cfg.rotate)], p=0.5 if cfg.rotate else 0.0),
@@ -126,6 +129,20 @@ def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Gen
                       drop_last=len(train_set) > cfg.batch_size * distributed.world_size(),
                       generator=generator if sampler is None else None, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+
+
+def batch_mixer(cfg: TrainConfig, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
+    """CutMix or MixUp (one of them, at random) on a `cfg.mix` share of the batches; the targets
+    become class probabilities. None when `cfg.mix` is 0."""
+    if not cfg.mix:
+        return None
+    choice = v2.RandomChoice([v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)])
+
+    def mix(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.rand(()) < cfg.mix:
+            return choice(images, labels)
+        return images, labels
+    return mix
 
 
 def ema_avg_fn(decay: float):
@@ -255,6 +272,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     ema = AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
     amp_dtype = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    mixer = batch_mixer(cfg, len(class_names))
     meta = dict(train_config=asdict(cfg))
 
     history, best_acc, first_epoch, result = [], -1.0, 1, None
@@ -295,9 +313,11 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            # train accuracy counts a mixed picture right when it names its original class
+            images, targets = mixer(images, labels) if mixer is not None else (images, labels)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = step_model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -402,6 +422,10 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
                         "instead of taken from another photo")
     a.add_argument("--mixstyle", type=float, default=d.mixstyle,
                    help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
+    a.add_argument("--mix", type=float, default=d.mix,
+                   help="probability per batch of CutMix or MixUp, one of the two at random (0 = off)")
+    a.add_argument("--augmix", type=float, default=d.augmix,
+                   help="probability per picture of AugMix (torchvision's, severity 3; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
