@@ -121,6 +121,7 @@ class _Rewriter:
         node.attr["batch_dims"].i = 0
         return node.name + ":0"
 
+
 def _topological(graph_def) -> list:
     """Nodes in an order where inputs come first; loop back edges (NextIteration) are ignored."""
     nodes = {n.name: n for n in graph_def.node}

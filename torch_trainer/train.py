@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -131,18 +131,13 @@ def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Gen
                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
 
 
-def batch_mixer(cfg: TrainConfig, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
-    """CutMix or MixUp (one of them, at random) on a `cfg.mix` share of the batches; the targets
-    become class probabilities. None when `cfg.mix` is 0."""
+def batch_mixer(cfg: TrainConfig, num_classes: int) -> v2.Transform | None:
+    """CutMix or MixUp (one of them, at random) on a `cfg.mix` share of the batches, called as
+    `mixer(images, labels)`; mixed targets become class probabilities. None when `cfg.mix` is 0."""
     if not cfg.mix:
         return None
     choice = v2.RandomChoice([v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)])
-
-    def mix(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.rand(()) < cfg.mix:
-            return choice(images, labels)
-        return images, labels
-    return mix
+    return v2.RandomApply([choice], p=cfg.mix)
 
 
 def ema_avg_fn(decay: float):
