@@ -97,6 +97,31 @@ def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
     assert [r["epoch"] for r in history] == [1, 2]
 
 
+def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
+    # one step per epoch (32 pictures, batch 32): --swa-start 0.5 of 4 epochs averages steps 3 and 4
+    args = ["--train-dir", str(data_root / "eval"), "--epochs", "4", "--weights", "none", "--batch-size", "32",
+            "--swa-start", "0.5", "--output-dir", str(tmp_path / "run")]
+    raw = []
+    for step_args in (args + ["--stop-after", "3"], ["--resume", str(tmp_path / "run")]):
+        proc = run_module("torch_trainer.train", *step_args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+        raw.append(last["training_state"]["model"])
+    assert "swa from step 3" in proc.stdout
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    floats = [k for k, v in saved.items() if v.is_floating_point()]
+    assert "net.fc.weight" in floats and "net.bn1.running_mean" in floats
+    assert not torch.equal(raw[0]["net.fc.weight"], raw[1]["net.fc.weight"])
+    for k in floats:
+        torch.testing.assert_close(saved[k], (raw[0][k] + raw[1][k]) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_swa_start_out_of_range_is_a_clear_error(data_root, tmp_path):
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--epochs", "1",
+                      "--weights", "none", "--swa-start", "1", "--output-dir", str(tmp_path / "run"))
+    assert proc.returncode != 0 and "--swa-start" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
     common = ["--train-dir", str(data_root / "eval"), "--epochs", "1", "--weights", "none", "--batch-size", "8"]
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):

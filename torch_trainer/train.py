@@ -47,6 +47,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.99            # EMA of weights per step (with warm-up); 0 turns it off
+    swa_start: float = 0.0             # share of the steps after which weights are averaged uniformly (SWA,
+                                       # instead of the EMA); 0 = off
     # augmentation: vary framing, lighting and background, keep the mug's colour
     crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
     rotate: float = 10.0               # max degrees
@@ -147,6 +149,29 @@ def ema_avg_fn(decay: float):
         d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
         return averaged * d + current * (1.0 - d)
     return avg
+
+
+def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | None:
+    """The averaged copy of `model` that validation and the saved checkpoints use, or None.
+
+    With `swa_start` it is a plain mean of the weights after every step from that share of
+    the run on (SWA), else the EMA. The EMA's warm-up keeps its decay below `ema_decay` for
+    the first (10 * decay - 1) / (1 - decay) steps (890 at 0.99), so in a run shorter than
+    that it weighs the steps as (step / steps) ** 9: mostly the last tenth of the run.
+    """
+    if not 0 <= cfg.swa_start < 1:
+        raise ValueError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
+    if cfg.swa_start > 0:
+        return AveragedModel(model, use_buffers=True)
+    if cfg.ema_decay > 0:
+        return AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True)
+    return None
+
+
+def result_model(model: torch.nn.Module, average: AveragedModel | None) -> torch.nn.Module:
+    """What validation and the checkpoints see: the average once it holds a step, else `model`
+    (SWA's average is empty until its first step)."""
+    return average.module if average is not None and average.n_averaged > 0 else model
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -264,7 +289,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                             pin_memory=device.type == "cuda") if val_set is not None else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
-    ema = AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay > 0 else None
+    ema = weight_average(model, cfg)
+    average_from = int(cfg.swa_start * cfg.epochs * len(train_loader))  # the first step that is averaged
     amp_dtype = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     mixer = batch_mixer(cfg, len(class_names))
@@ -283,7 +309,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             torch.set_rng_state(resume["torch_rng"])
         history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
         log(f"resuming {out} after epoch {resume['epoch']}")
-    final = ema.module if ema is not None else model
+    final = result_model(model, ema)
     step_model = model
     if world > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
@@ -292,7 +318,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
         f"validating on {len(val_set) if val_set is not None else 0}, device {device}, "
         f"{world} process(es) x {torch.get_num_threads()} threads, amp {amp_dtype or 'off'}, "
-        f"channels-last {'on' if channels_last else 'off'}, ema {cfg.ema_decay or 'off'}")
+        f"channels-last {'on' if channels_last else 'off'}, "
+        + (f"swa from step {average_from + 1}" if cfg.swa_start > 0 else f"ema {cfg.ema_decay or 'off'}"))
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
@@ -318,7 +345,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            if ema is not None:
+            if ema is not None and scheduler.last_epoch > average_from:
                 ema.update_parameters(model)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
@@ -328,6 +355,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
                "images_per_second": seen / (time.time() - t0)}
+        final = result_model(model, ema)
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
         if val_loader is not None and main_rank:
             result = evaluate(final, val_loader, device)
@@ -386,6 +414,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per-step EMA of weights; 0 = off")
+    g.add_argument("--swa-start", type=float, default=d.swa_start,
+                   help="average the weights uniformly from this share of the steps on (SWA) instead of "
+                        "the EMA; 0 = off (default %(default)s)")
     g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=d.amp,
                    help="mixed precision on CUDA (auto: bf16 where supported); the CPU always trains in float32")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,

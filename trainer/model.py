@@ -20,6 +20,7 @@ HPARAMS = TrainConfig(
     warmup_epochs=1.0,
     label_smoothing=0.1,
     ema_decay=0.99,
+    swa_start=0.0,
     crop_scale=0.35,
     rotate=10.0,
     brightness=0.5,
