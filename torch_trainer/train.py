@@ -157,7 +157,7 @@ def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | 
     With `swa_start` it is a plain mean of the weights after every step from that share of
     the run on (SWA), else the EMA. The EMA's warm-up keeps its decay below `ema_decay` for
     the first (10 * decay - 1) / (1 - decay) steps (890 at 0.99), so in a run shorter than
-    that it weighs the steps as (step / steps) ** 9: mostly the last tenth of the run.
+    that it weighs step k about as k ** 8: 60% of the weight lies on the last tenth of the run.
     """
     if not 0 <= cfg.swa_start < 1:
         raise ValueError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
