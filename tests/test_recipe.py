@@ -105,7 +105,7 @@ def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
     for step_args in (args + ["--stop-after", "3"], ["--resume", str(tmp_path / "run")]):
         proc = run_module("torch_trainer.train", *step_args)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+        last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
         raw.append(last["training_state"]["model"])
     assert "swa from step 3" in proc.stdout
     saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]

@@ -289,7 +289,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                             pin_memory=device.type == "cuda") if val_set is not None else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
-    ema = weight_average(model, cfg)
+    average = weight_average(model, cfg)
     average_from = int(cfg.swa_start * cfg.epochs * len(train_loader))  # the first step that is averaged
     amp_dtype = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -301,15 +301,15 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(resume["ema"])
+        if average is not None:
+            average.load_state_dict(resume["ema"])
         scaler.load_state_dict(resume["scaler"])
         generator.set_state(resume["generator"])
         if main_rank:  # the saved stream is rank 0's; other ranks keep their own seed
             torch.set_rng_state(resume["torch_rng"])
         history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
         log(f"resuming {out} after epoch {resume['epoch']}")
-    final = result_model(model, ema)
+    final = result_model(model, average)
     step_model = model
     if world > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
@@ -345,8 +345,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            if ema is not None and scheduler.last_epoch > average_from:
-                ema.update_parameters(model)
+            if average is not None and scheduler.last_epoch > average_from:
+                average.update_parameters(model)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -355,7 +355,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
                "images_per_second": seen / (time.time() - t0)}
-        final = result_model(model, ema)
+        final = result_model(model, average)
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
         if val_loader is not None and main_rank:
             result = evaluate(final, val_loader, device)
@@ -368,7 +368,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         history.append(row)
         ran += 1
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+                 # "ema" holds either average (the key of checkpoints from before SWA)
+                 "scheduler": scheduler.state_dict(), "ema": average.state_dict() if average is not None else {},
                  "scaler": scaler.state_dict(), "generator": generator.get_state(),
                  "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
         if main_rank:
