@@ -216,3 +216,30 @@ def test_random_exposure_darkens_and_brightens_whole_pictures_and_clips():
     assert min(ratios) < 0.5 and max(ratios) > 2  # both ways, by more than a stop
     with pytest.raises(ValueError, match="exposure"):
         RandomExposure(0.5)
+
+
+def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
+    from bench.ensemble import score_report, softmax
+    out = tmp_path / "report"
+    proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
+                      "--epochs", "1", "--weights", "none", "--batch-size", "16", "--image-size", "64",
+                      "--seeds", "0", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {(r["seed"], r["fold"]): r["accuracy"] for r in json.loads((out / "report.json").read_text())["runs"]}
+    proc = run_module("bench.ensemble", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ensemble2" in proc.stdout and "all folds" in proc.stdout
+    result = json.loads((out / "ensemble.json").read_text())
+    assert result["seeds"] == [0, 1]
+    data = MugDataset(two_shoots)
+    shoots = find_shoots(data.images, data.targets)
+    for k, fold in enumerate(("fold0", "fold1")):
+        row = result["folds"][fold]
+        # a single model scores what validate reported for its run
+        assert row["single"] == pytest.approx([runs[(0, fold)], runs[(1, fold)]])
+        held = torch.from_numpy(shoots == k)
+        probs = [softmax(out / f"seed{s}_{fold}" / "model.pt", data.images[held]) for s in (0, 1)]
+        assert row["ensemble2"] == [float(((probs[0] + probs[1]).argmax(1) == data.targets[held].numpy()).mean())]
+    (out / "seed1_fold1" / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="seed1_fold1"):
+        score_report(out, two_shoots, sizes=(2,))
