@@ -39,6 +39,11 @@ def softmax(checkpoint: Path, images: torch.Tensor, flip: bool = False, batch_si
     return torch.cat(out).numpy()
 
 
+def accuracy(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Share of rows of `probs` whose most likely class is the target."""
+    return float((probs.argmax(1) == targets).mean())
+
+
 def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[int] = (2, 3, 5),
                  shoots_per_class: int = 2) -> dict:
     """Held-out accuracy per fold of every seed's model, of every K-seed ensemble and with flips."""
@@ -63,11 +68,10 @@ def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[i
                 raise FileNotFoundError(f"{ckpt} not found: every seed's run needs its model.pt")
             probs[seed] = softmax(ckpt, images)
             flipped[seed] = (probs[seed] + softmax(ckpt, images, flip=True)) / 2
-        accuracy = lambda p: float((p.argmax(1) == y).mean())
-        row = {"single": [accuracy(probs[s]) for s in seeds], "flip": [accuracy(flipped[s]) for s in seeds]}
+        row = {"single": [accuracy(probs[s], y) for s in seeds], "flip": [accuracy(flipped[s], y) for s in seeds]}
         for k in sizes:
             if k <= len(seeds):
-                row[f"ensemble{k}"] = [accuracy(sum(probs[s] for s in subset))
+                row[f"ensemble{k}"] = [accuracy(sum(probs[s] for s in subset), y)
                                        for subset in itertools.combinations(seeds, k)]
         result["folds"][fold] = row
     return result
