@@ -29,9 +29,8 @@ from torch_trainer.validate import folds
 
 
 @torch.no_grad()
-def softmax(checkpoint: Path, images: torch.Tensor, flip: bool = False, batch_size: int = 250) -> np.ndarray:
-    """Class probabilities of a checkpoint on uint8 NCHW `images` (mirrored when `flip`)."""
-    model, _ = load_checkpoint(checkpoint)
+def softmax(model: torch.nn.Module, images: torch.Tensor, flip: bool = False, batch_size: int = 250) -> np.ndarray:
+    """Class probabilities of `model` on uint8 NCHW `images` (mirrored when `flip`)."""
     out = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].float() / 255
@@ -63,11 +62,9 @@ def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[i
         images, y = data.images[torch.from_numpy(held_out)], targets[held_out]
         probs, flipped = {}, {}
         for seed in seeds:
-            ckpt = report_dir / f"seed{seed}_{fold}" / "model.pt"
-            if not ckpt.is_file():
-                raise FileNotFoundError(f"{ckpt} not found: every seed's run needs its model.pt")
-            probs[seed] = softmax(ckpt, images)
-            flipped[seed] = (probs[seed] + softmax(ckpt, images, flip=True)) / 2
+            model, _ = load_checkpoint(report_dir / f"seed{seed}_{fold}" / "model.pt")  # names a missing file
+            probs[seed] = softmax(model, images)
+            flipped[seed] = (probs[seed] + softmax(model, images, flip=True)) / 2
         row = {"single": [accuracy(probs[s], y) for s in seeds], "flip": [accuracy(flipped[s], y) for s in seeds]}
         for k in sizes:
             if k <= len(seeds):
