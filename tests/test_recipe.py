@@ -218,6 +218,28 @@ def test_random_exposure_darkens_and_brightens_whole_pictures_and_clips():
         RandomExposure(0.5)
 
 
+def test_random_convolution_recolours_pictures_keeps_flat_areas_flat_and_clips():
+    from torch_trainer.data import RandomConvolution
+    image = torch.full((3, 16, 16), 0.2)
+    image[:, 4:12, 4:12] = torch.tensor([0.9, 0.3, 0.1]).view(3, 1, 1)  # an orange square on grey
+    assert torch.equal(RandomConvolution(0.0)(image), image)
+    torch.manual_seed(0)
+    colours = []
+    for _ in range(20):
+        out = RandomConvolution(1.0, kernel_sizes=(1,))(image)
+        assert out.shape == image.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        # a 1x1 kernel maps colours pixel by pixel: each flat area stays one colour
+        inside, outside = out[:, 4:12, 4:12].flatten(1), out[:, :4].flatten(1)
+        assert float(inside.std(1).max()) < 1e-5 and float(outside.std(1).max()) < 1e-5
+        colours.append(inside[:, 0])
+    # the square's colour changes from draw to draw, and often by a lot
+    assert float(torch.stack(colours).std(0).max()) > 0.1
+    out = RandomConvolution(1.0, kernel_sizes=(7,))(image)
+    assert not torch.equal(out, image)
+    with pytest.raises(ValueError, match="random convolution"):
+        RandomConvolution(1.5)
+
+
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
     from bench.ensemble import score_report, softmax
     from torch_trainer.model import load_checkpoint

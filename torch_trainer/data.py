@@ -272,6 +272,36 @@ class RandomExposure(torch.nn.Module):
         return (image * log_uniform(self.limit)).clamp(0, 1)
 
 
+class RandomConvolution(torch.nn.Module):
+    """With probability `p`, filter a float [0, 1] picture with a freshly drawn random 3->3
+    convolution and blend it with the original (RandConv, Xu et al. 2021).
+
+    The kernel (size drawn from `kernel_sizes`, He-normal weights) scrambles colour and local
+    texture while keeping the outlines, so a model cannot lean on the exact tint of a scene; the
+    blend weight, drawn uniformly, keeps the original picture's share anywhere from 0 to 1.
+    It filters the ImageNet-standardised picture, as the model sees it, and clips the result.
+    """
+
+    MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def __init__(self, p: float, kernel_sizes: Sequence[int] = (1, 3, 5, 7)):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"random convolution probability must be in [0, 1], not {p}")
+        self.p, self.kernel_sizes = p, tuple(kernel_sizes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return image
+        k = self.kernel_sizes[int(torch.randint(len(self.kernel_sizes), ()))]
+        weight = torch.randn(3, 3, k, k) * (2.0 / (3 * k * k)) ** 0.5
+        x = (image - self.MEAN) / self.STD
+        filtered = F.conv2d(x[None], weight, padding=k // 2)[0]
+        alpha = torch.rand(())
+        return ((alpha * x + (1 - alpha) * filtered) * self.STD + self.MEAN).clamp(0, 1)
+
+
 def random_backdrop(h: int, w: int) -> torch.Tensor:
     """A made-up floor or table, as float [3, H, W] pixels 0..255: any brightness from near
     black to near white, a slight colour cast, a lighting gradient and some grain."""

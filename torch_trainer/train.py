@@ -28,7 +28,8 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.data import DatasetError, MugDataset, RandomExposure, TransformedSubset, swap_background
+from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, TransformedSubset, \
+    swap_background
 from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
@@ -68,6 +69,7 @@ class TrainConfig:
     mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
     mix: float = 0.0                   # probability per batch of CutMix or MixUp (0 = off)
     augmix: float = 0.0                # probability per picture of AugMix (0 = off)
+    rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -91,6 +93,7 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=cfg.blur_p),
         v2.ToDtype(torch.float32, scale=True),
         RandomExposure(cfg.exposure) if cfg.exposure > 1 else v2.Identity(),
+        RandomConvolution(cfg.rand_conv) if cfg.rand_conv else v2.Identity(),
         v2.GaussianNoise(sigma=cfg.noise) if cfg.noise else v2.Identity(),
         v2.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15), value=0.5),
     ])
@@ -453,6 +456,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
                    help="probability per batch of CutMix or MixUp, one of the two at random (0 = off)")
     a.add_argument("--augmix", type=float, default=d.augmix,
                    help="probability per picture of AugMix (torchvision's, severity 3; 0 = off)")
+    a.add_argument("--rand-conv", type=float, default=d.rand_conv,
+                   help="probability per picture of filtering it with a random convolution, blended with "
+                        "the original (RandConv: scrambles colour and texture, keeps outlines; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,

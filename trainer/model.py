@@ -39,6 +39,7 @@ HPARAMS = TrainConfig(
     mixstyle=0.0,
     mix=0.0,
     augmix=0.0,
+    rand_conv=0.0,
     amp="auto",
     channels_last="auto",
     input_size=64,
