@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from torch_trainer.model import IMAGENET_MEAN, IMAGENET_STD
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test"), "test": ("eval", "test")}
 _CLASS_DIR = re.compile(r"^(\d+)")
@@ -282,8 +284,8 @@ class RandomConvolution(torch.nn.Module):
     It filters the ImageNet-standardised picture, as the model sees it, and clips the result.
     """
 
-    MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __init__(self, p: float, kernel_sizes: Sequence[int] = (1, 3, 5, 7)):
         super().__init__()
