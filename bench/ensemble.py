@@ -23,19 +23,10 @@ import numpy as np
 import torch
 
 from torch_trainer.data import DatasetError, MugDataset
+from torch_trainer.evaluate import class_probabilities
 from torch_trainer.model import load_checkpoint
 from torch_trainer.shoots import find_shoots
 from torch_trainer.validate import folds
-
-
-@torch.no_grad()
-def softmax(model: torch.nn.Module, images: torch.Tensor, flip: bool = False, batch_size: int = 250) -> np.ndarray:
-    """Class probabilities of `model` on uint8 NCHW `images` (mirrored when `flip`)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].float() / 255
-        out.append(model(x.flip(3) if flip else x).softmax(1))
-    return torch.cat(out).numpy()
 
 
 def accuracy(probs: np.ndarray, targets: np.ndarray) -> float:
@@ -63,8 +54,8 @@ def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[i
         probs, flipped = {}, {}
         for seed in seeds:
             model, _ = load_checkpoint(report_dir / f"seed{seed}_{fold}" / "model.pt")  # names a missing file
-            probs[seed] = softmax(model, images)
-            flipped[seed] = (probs[seed] + softmax(model, images, flip=True)) / 2
+            probs[seed] = class_probabilities(model, images)
+            flipped[seed] = (probs[seed] + class_probabilities(model, images.flip(3))) / 2
         row = {"single": [accuracy(probs[s], y) for s in seeds], "flip": [accuracy(flipped[s], y) for s in seeds]}
         for k in sizes:
             if k <= len(seeds):

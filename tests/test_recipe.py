@@ -241,7 +241,8 @@ def test_random_convolution_recolours_pictures_keeps_flat_areas_flat_and_clips()
 
 
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
-    from bench.ensemble import score_report, softmax
+    from bench.ensemble import score_report
+    from torch_trainer.evaluate import class_probabilities
     from torch_trainer.model import load_checkpoint
     out = tmp_path / "report"
     proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
@@ -261,7 +262,7 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
         # a single model scores what validate reported for its run
         assert row["single"] == pytest.approx([runs[(0, fold)], runs[(1, fold)]])
         held = torch.from_numpy(shoots == k)
-        probs = [softmax(load_checkpoint(out / f"seed{s}_{fold}" / "model.pt")[0], data.images[held]) for s in (0, 1)]
+        probs = [class_probabilities(load_checkpoint(out / f"seed{s}_{fold}" / "model.pt")[0], data.images[held]) for s in (0, 1)]
         assert row["ensemble2"] == [float(((probs[0] + probs[1]).argmax(1) == data.targets[held].numpy()).mean())]
     (out / "seed1_fold1" / "model.pt").unlink()
     with pytest.raises(FileNotFoundError, match="seed1_fold1"):

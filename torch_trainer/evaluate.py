@@ -65,12 +65,17 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: P
 
 
 @torch.no_grad()
+def class_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Softmax of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
+    probs = [model(images[i:i + batch_size].float() / 255).softmax(1) for i in range(0, len(images), batch_size)]
+    return torch.cat(probs).numpy()
+
+
 def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int = 256) -> np.ndarray:
     """Class predictions of a checkpoint on the in-memory images of `data`."""
     from torch_trainer.model import load_checkpoint
     model, _ = load_checkpoint(checkpoint)
-    preds = [model(data.images[i:i + batch_size].float() / 255).argmax(1) for i in range(0, len(data), batch_size)]
-    return torch.cat(preds).numpy()
+    return class_probabilities(model, data.images, batch_size).argmax(1)
 
 
 def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
