@@ -46,6 +46,8 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
     with warnings.catch_warnings():
         # the size check in MugClassifier.forward is meant to be fixed at trace time
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # instance norm (--norm ibn) always normalises with the picture's own statistics: right in eval too
+        warnings.filterwarnings("ignore", message=".*'instance_norm' is set to train=True")
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})

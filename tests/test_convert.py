@@ -124,3 +124,19 @@ def test_existing_export_is_never_overwritten(export, trained_run, tmp_path):
                       "--output-dir", str(model_dir))
     assert proc.returncode == 2 and "already exists" in proc.stderr and str(model_dir) in proc.stderr
     assert (model_dir / "saved_model.pb").stat().st_mtime_ns == before
+
+
+def test_an_op_onnx_tf_lacks_is_an_error_not_a_skip(tmp_path):
+    import torch
+
+    from convert.to_savedmodel import frozen_serving_graph
+
+    class DynamicSplit(torch.nn.Module):
+        def forward(self, x):  # a split size taken from the shape exports as Unsqueeze-13
+            a, b = torch.split(x, [1, x.shape[1] - 1], dim=1)
+            return torch.softmax(torch.cat([a.mean((2, 3)), b.mean((2, 3))], 1), 1)
+
+    path = export_onnx(DynamicSplit(), tmp_path / "dynamic.onnx", 8)
+    # onnx-tf raises a unittest.SkipTest subclass, which pytest would report as a skip
+    with pytest.raises(ValueError, match=r"dynamic\.onnx: onnx-tf cannot convert this graph: .*Unsqueeze"):
+        frozen_serving_graph(path, 8)

@@ -140,3 +140,61 @@ def test_augmix_flag_changes_pictures_and_keeps_their_range():
     plain = image.float() / 255
     assert torch.allclose(outs[0], plain) or torch.allclose(outs[0], plain.flip(-1))
     assert not (torch.allclose(outs[1], plain, atol=1e-3) or torch.allclose(outs[1], plain.flip(-1), atol=1e-3))
+
+
+def test_ibn_blocks_normalise_each_picture_and_survive_checkpoint_and_onnx(tmp_path):
+    import onnxruntime as ort
+
+    from convert.export_onnx import export_onnx
+    from torch_trainer.model import IBN, load_checkpoint, save_checkpoint
+    torch.manual_seed(0)
+    model = MugClassifier("resnet18", 4, 64, norm="ibn")
+    assert all(isinstance(b.bn1, IBN) for layer in (model.net.layer1, model.net.layer2, model.net.layer3)
+               for b in layer)
+    assert not isinstance(model.net.layer4[0].bn1, IBN)
+    ibn = model.net.layer1[0].bn1.eval()
+    x = torch.rand(2, 64, 8, 8)
+    brighter = x.clone()
+    brighter[0] = brighter[0] * 3 + 1  # one picture's features, rescaled and shifted
+    out, out_b = ibn(x), ibn(brighter)
+    assert torch.allclose(out[:, :32], out_b[:, :32], atol=1e-3)  # the instance-norm half does not see it
+    assert not torch.allclose(out[0, 32:], out_b[0, 32:], atol=1e-2)  # the batch-norm half does
+    assert torch.equal(out[1], out_b[1])
+
+    model.train()
+    model(torch.rand(8, 3, 64, 64))  # move the batch-norm statistics off their init
+    model.eval()
+    save_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c", "d"], 64)
+    loaded, meta = load_checkpoint(tmp_path / "model.pt")
+    assert meta["norm"] == "ibn" and loaded.norm == "ibn"
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.softmax(model(images), 1).numpy()
+        assert torch.equal(model(images), loaded(images))
+    path = export_onnx(loaded, tmp_path / "model.onnx", 64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": (images.permute(0, 2, 3, 1) * 255).numpy()})[0]
+    assert abs(got - expected).max() < 1e-5
+    from convert.to_savedmodel import frozen_serving_graph
+    graph_def, _, _, _ = frozen_serving_graph(path, 64)  # onnx-tf reads every op of the IBN blocks
+    assert any(node.op == "Conv2D" for node in graph_def.node)
+    with pytest.raises(ValueError, match="--norm"):
+        MugClassifier("resnet18", 4, norm="gn")
+
+
+def test_self_challenge_mutes_what_the_true_class_leans_on():
+    from torch_trainer.model import self_challenged_logits
+    torch.manual_seed(0)
+    model = MugClassifier("resnet18", 4, 64).eval()  # eval: the same features on every call
+    images, labels = torch.rand(6, 3, 64, 64), torch.tensor([0, 1, 2, 3, 0, 1])
+    with torch.no_grad():
+        plain = model(images)
+    assert torch.allclose(self_challenged_logits(model, images, labels, share=0.0), plain, atol=1e-5)
+    for _ in range(6):  # channels and positions are both drawn
+        muted = self_challenged_logits(model, images, labels, share=1.0)
+        true_plain, true_muted = plain.gather(1, labels[:, None]), muted.gather(1, labels[:, None])
+        assert (true_muted < true_plain - 1e-6).all()  # the top third of the score's support is gone
+        assert muted.requires_grad
+    with pytest.raises(ValueError, match="--rsc"):
+        from torch_trainer.train import TrainConfig, fit
+        fit(TrainConfig(rsc=0.5, mix=0.5), [], None, ["a"], "unused")

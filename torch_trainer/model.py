@@ -14,6 +14,7 @@ from torch import nn
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
 INPUT_NORMS = ("imagenet", "per-image")
+NORMS = ("bn", "ibn")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -22,37 +23,110 @@ class WeightsUnavailable(RuntimeError):
     """ImageNet weights were asked for but could not be downloaded or read."""
 
 
+class IBN(nn.Module):
+    """IBN-a normalisation (Pan et al., ECCV 2018): instance norm on the first `ratio` of the
+    channels, batch norm on the rest. Instance norm removes each picture's own contrast and
+    brightness from those features (the scene's style); batch norm keeps the rest discriminative."""
+
+    def __init__(self, planes: int, ratio: float = 0.5):
+        super().__init__()
+        half = int(planes * ratio)
+        self.IN = nn.InstanceNorm2d(half, affine=True)
+        self.BN = nn.BatchNorm2d(planes - half)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # fixed split sizes: a size computed from x.shape would export as Unsqueeze-13, which onnx-tf lacks
+        a, b = torch.split(x, [self.IN.num_features, self.BN.num_features], dim=1)
+        return torch.cat([self.IN(a.contiguous()), self.BN(b.contiguous())], dim=1)
+
+
+def use_ibn(net: torchvision.models.ResNet) -> None:
+    """Swap the first norm of every residual block in layer1-layer3 for `IBN`, as IBN-Net-a does
+    (layer4 stays batch norm: its features must stay discriminative)."""
+    for layer in (net.layer1, net.layer2, net.layer3):
+        for block in layer:
+            block.bn1 = IBN(block.bn1.num_features)
+
+
 class MugClassifier(nn.Module):
     """ResNet with its input handling built in: float RGB in [0, 1], NCHW, at `input_size`.
 
     Resizing to `image_size` and normalisation live here so that training, ONNX export
     and serving all run the exact same preprocessing. `input_norm="per-image"` first scales
     each photo to zero mean and unit variance over all its pixels and channels: a scene's
-    exposure then stops mattering, while colour ratios (blue vs grey) stay.
+    exposure then stops mattering, while colour ratios (blue vs grey) stay. `norm="ibn"` builds
+    the ResNet with IBN-a blocks (see `IBN`).
     """
 
     def __init__(self, arch: str = "resnet18", num_classes: int = 4, image_size: int = 64,
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                 input_norm: str = "imagenet"):
+                 input_norm: str = "imagenet", norm: str = "bn"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if input_norm not in INPUT_NORMS:
             raise ValueError(f"--input-norm: unknown {input_norm!r}; choose from {', '.join(INPUT_NORMS)}")
-        self.arch, self.image_size, self.input_norm = arch, image_size, input_norm
+        if norm not in NORMS:
+            raise ValueError(f"--norm: unknown {norm!r}; choose from {', '.join(NORMS)}")
+        self.arch, self.image_size, self.input_norm, self.norm = arch, image_size, input_norm, norm
         self.net = getattr(torchvision.models, arch)(weights=None)
+        if norm == "ibn":
+            use_ibn(self.net)
         self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize to `image_size` and normalise: what the ResNet itself gets."""
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         if self.input_norm == "per-image":
             centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
             scale = (centred.pow(2).mean(dim=(1, 2, 3), keepdim=True) + 1e-5).sqrt()
-            return self.net(centred / scale)
-        return self.net((x - self.mean) / self.std)
+            return centred / scale
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (N, C, H, W), before pooling and the head."""
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(self.preprocess(x)))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from a `features` map."""
+        return self.net.fc(torch.flatten(self.net.avgpool(features), 1))
+
+
+def self_challenged_logits(model: MugClassifier, images: torch.Tensor, labels: torch.Tensor,
+                           drop: float = 1 / 3, share: float = 1 / 3) -> torch.Tensor:
+    """Training logits under Representation Self-Challenging (RSC; Huang et al., ECCV 2020).
+
+    For a random `share` of the batch, the `drop` share of the last feature map that the true
+    class's score leans on most (gradient x activation; whole channels or spatial positions, at
+    random per batch) is zeroed before the head, so the loss pushes the network to find the class in what
+    remains as well: a model that knows a mug by one cue (its brightness against the floor) must
+    learn the others (the logo, the glaze) too. Eval is unchanged.
+    """
+    feats = model.features(images)
+    probe = feats.detach().requires_grad_()
+    score = model.head(probe).gather(1, labels[:, None]).sum()
+    grad, = torch.autograd.grad(score, probe)
+    # a feature's share of the score (gradient x activation, as Grad-CAM weighs it)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    by_channel = bool(torch.rand(()) < 0.5)
+    if by_channel:
+        importance = (weights * probe.detach()).mean(dim=(2, 3))        # (N, C)
+    else:
+        importance = (weights * probe.detach()).sum(dim=1).flatten(1)   # (N, H*W)
+    k = max(1, int(round(drop * importance.shape[1])))
+    threshold = importance.topk(k, dim=1).values[:, -1:]
+    keep = (importance < threshold).to(feats.dtype)
+    keep[torch.rand(len(keep), device=keep.device) >= share] = 1.0
+    keep = keep.view(len(keep), -1, 1, 1) if by_channel else keep.view(len(keep), 1, *feats.shape[2:])
+    return model.head(feats * keep)
 
 
 def add_mixstyle(model: MugClassifier, p: float, alpha: float = 0.1, layers: tuple[str, ...] = ("layer1", "layer2")) -> None:
@@ -111,6 +185,7 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier, class_names: 
         "mean": model.mean.flatten().tolist(),
         "std": model.std.flatten().tolist(),
         "input_norm": model.input_norm,
+        "norm": model.norm,
         **extra,
     }
     path = Path(path)
@@ -134,7 +209,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
     model = MugClassifier(ckpt["arch"], len(ckpt["class_names"]), ckpt["image_size"],
-                          tuple(ckpt["mean"]), tuple(ckpt["std"]), ckpt.get("input_norm", "imagenet"))
+                          tuple(ckpt["mean"]), tuple(ckpt["std"]), ckpt.get("input_norm", "imagenet"),
+                          ckpt.get("norm", "bn"))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

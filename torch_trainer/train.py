@@ -30,8 +30,8 @@ from tqdm import tqdm
 from torch_trainer import distributed
 from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, TransformedSubset, \
     swap_background
-from torch_trainer.model import ARCHS, INPUT_NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
-    load_imagenet_weights, save_checkpoint
+from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
+    load_imagenet_weights, save_checkpoint, self_challenged_logits
 
 
 @dataclass
@@ -70,11 +70,13 @@ class TrainConfig:
     mix: float = 0.0                   # probability per batch of CutMix or MixUp (0 = off)
     augmix: float = 0.0                # probability per picture of AugMix (0 = off)
     rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
+    rsc: float = 0.0                   # share of each batch trained with its top features muted (RSC; 0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
     image_size: int = 128              # what the network sees (upsampled inside the model: finer logos)
     input_norm: str = "imagenet"       # imagenet | per-image (exposure-invariant)
+    norm: str = "bn"                   # bn | ibn (instance + batch norm in layer1-3, IBN-Net-a)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -196,7 +198,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     """A fresh classifier with the initial weights that `cfg.weights` asks for."""
-    model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm)
+    model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm, norm=cfg.norm)
     if cfg.mixstyle:
         add_mixstyle(model, cfg.mixstyle)
     if cfg.weights == "imagenet":
@@ -276,6 +278,11 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     """
     out = Path(output_dir)
     main_rank, world = distributed.is_main(), distributed.world_size()
+    if cfg.rsc and (world > 1 or cfg.mix):
+        # RSC calls the model's parts itself (DDP would not sync their gradients) and needs hard labels
+        raise ValueError("--rsc works in a single process and without --mix")
+    if not 0 <= cfg.rsc <= 1:
+        raise ValueError(f"--rsc must be a share of the batch in [0, 1], not {cfg.rsc}")
     if not main_rank:
         log = _quiet
     seed_everything(cfg.seed)
@@ -341,7 +348,10 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             # train accuracy counts a mixed picture right when it names its original class
             images, targets = mixer(images, labels) if mixer is not None else (images, labels)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = step_model(images)
+                if cfg.rsc:
+                    logits = self_challenged_logits(model, images, labels, share=cfg.rsc)
+                else:
+                    logits = step_model(images)
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -459,10 +469,16 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--rand-conv", type=float, default=d.rand_conv,
                    help="probability per picture of filtering it with a random convolution, blended with "
                         "the original (RandConv: scrambles colour and texture, keeps outlines; 0 = off)")
+    a.add_argument("--rsc", type=float, default=d.rsc,
+                   help="share of each batch whose most relied-on features (a third of the last stage's "
+                        "channels or positions, by gradient) are muted before the head (RSC; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
                    help="imagenet mean/std, or per-image standardisation (exposure-invariant)")
+    g.add_argument("--norm", choices=NORMS, default=d.norm,
+                   help="batch norm, or IBN-Net-a blocks (half the channels of each block's first norm in "
+                        "layer1-3 instance-normalised: a picture's own contrast stops mattering there)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
