@@ -195,6 +195,12 @@ def test_self_challenge_mutes_what_the_true_class_leans_on():
         true_plain, true_muted = plain.gather(1, labels[:, None]), muted.gather(1, labels[:, None])
         assert (true_muted < true_plain - 1e-6).all()  # the top third of the score's support is gone
         assert muted.requires_grad
+    model.rsc_share = 1.0  # what the trainer sets from --rsc: forward challenges in training only
+    with torch.no_grad():
+        assert torch.equal(model(images, labels), plain)
+    model.train()
+    trained_plain, trained_muted = model(images), model(images, labels)
+    assert (trained_muted.gather(1, labels[:, None]) < trained_plain.gather(1, labels[:, None])).all()
     with pytest.raises(ValueError, match="--rsc"):
         from torch_trainer.train import TrainConfig, fit
         fit(TrainConfig(rsc=0.5, mix=0.5), [], None, ["a"], "unused")

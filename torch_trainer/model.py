@@ -86,7 +86,13 @@ class MugClassifier(nn.Module):
             return centred / scale
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    rsc_share = 0.0  # training only: the share of a batch that `self_challenged_logits` challenges
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits. In training, with `labels` and a `rsc_share`, under self-challenging (RSC);
+        the labels pass through forward so that DistributedDataParallel sees the whole step."""
+        if labels is not None and self.training and self.rsc_share > 0:
+            return self_challenged_logits(self, x, labels, share=self.rsc_share)
         return self.net(self.preprocess(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from torch_trainer import distributed
 from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, TransformedSubset, \
     swap_background
 from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
-    load_imagenet_weights, save_checkpoint, self_challenged_logits
+    load_imagenet_weights, save_checkpoint
 
 
 @dataclass
@@ -199,6 +199,7 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     """A fresh classifier with the initial weights that `cfg.weights` asks for."""
     model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm, norm=cfg.norm)
+    model.rsc_share = cfg.rsc
     if cfg.mixstyle:
         add_mixstyle(model, cfg.mixstyle)
     if cfg.weights == "imagenet":
@@ -278,9 +279,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     """
     out = Path(output_dir)
     main_rank, world = distributed.is_main(), distributed.world_size()
-    if cfg.rsc and (world > 1 or cfg.mix):
-        # RSC calls the model's parts itself (DDP would not sync their gradients) and needs hard labels
-        raise ValueError("--rsc works in a single process and without --mix")
+    if cfg.rsc and cfg.mix:
+        raise ValueError("--rsc needs each picture's own label: it cannot be combined with --mix")
     if not 0 <= cfg.rsc <= 1:
         raise ValueError(f"--rsc must be a share of the batch in [0, 1], not {cfg.rsc}")
     if not main_rank:
@@ -348,10 +348,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             # train accuracy counts a mixed picture right when it names its original class
             images, targets = mixer(images, labels) if mixer is not None else (images, labels)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                if cfg.rsc:
-                    logits = self_challenged_logits(model, images, labels, share=cfg.rsc)
-                else:
-                    logits = step_model(images)
+                logits = step_model(images, labels if cfg.rsc else None)
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
