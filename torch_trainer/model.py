@@ -58,6 +58,8 @@ class MugClassifier(nn.Module):
     the ResNet with IBN-a blocks (see `IBN`).
     """
 
+    rsc_share = 0.0  # training only: the share of a batch that `self_challenged_logits` challenges
+
     def __init__(self, arch: str = "resnet18", num_classes: int = 4, image_size: int = 64,
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  input_norm: str = "imagenet", norm: str = "bn"):
@@ -86,8 +88,6 @@ class MugClassifier(nn.Module):
             return centred / scale
         return (x - self.mean) / self.std
 
-    rsc_share = 0.0  # training only: the share of a batch that `self_challenged_logits` challenges
-
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits. In training, with `labels` and a `rsc_share`, under self-challenging (RSC);
         the labels pass through forward so that DistributedDataParallel sees the whole step."""
@@ -112,9 +112,9 @@ def self_challenged_logits(model: MugClassifier, images: torch.Tensor, labels: t
 
     For a random `share` of the batch, the `drop` share of the last feature map that the true
     class's score leans on most (gradient x activation; whole channels or spatial positions, at
-    random per batch) is zeroed before the head, so the loss pushes the network to find the class in what
-    remains as well: a model that knows a mug by one cue (its brightness against the floor) must
-    learn the others (the logo, the glaze) too. Eval is unchanged.
+    random per batch) is zeroed before the head, so the loss pushes the network to find the class
+    in what remains as well: a model that knows a mug by one cue (its brightness against the
+    floor) must learn the others (the logo, the glaze) too. Eval is unchanged.
     """
     feats = model.features(images)
     probe = feats.detach().requires_grad_()
