@@ -240,6 +240,24 @@ def test_random_convolution_recolours_pictures_keeps_flat_areas_flat_and_clips()
         RandomConvolution(1.5)
 
 
+def test_luma_inversion_turns_brightness_over_and_keeps_colour():
+    from torch_trainer.data import RandomLumaInvert
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    white_mug = torch.full((3, 8, 8), 0.85)
+    white_mug[:, 2:4, 2:6] = torch.tensor([0.6, 0.2, 0.2]).view(3, 1, 1)  # a red logo panel
+    assert torch.equal(RandomLumaInvert(0.0)(white_mug), white_mug)
+    out = RandomLumaInvert(1.0)(white_mug)
+    assert out.shape == white_mug.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    y_in, y_out = (white_mug * luma).sum(0), (out * luma).sum(0)
+    assert torch.allclose(y_out, 1 - y_in, atol=1e-5)  # nothing clipped here: exactly 1 - Y
+    assert float(out[:, 5, 5].max()) < 0.2  # the white body is dark now
+    # the panel keeps its chroma: still red, by as much as before
+    assert torch.allclose(out[0] - out[1], white_mug[0] - white_mug[1], atol=1e-5)
+    assert float(out[0, 2, 2] - out[1, 2, 2]) > 0.35
+    with pytest.raises(ValueError, match="luma inversion"):
+        RandomLumaInvert(-0.1)
+
+
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
     from bench.ensemble import score_report
     from torch_trainer.evaluate import class_probabilities

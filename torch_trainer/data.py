@@ -274,6 +274,28 @@ class RandomExposure(torch.nn.Module):
         return (image * log_uniform(self.limit)).clamp(0, 1)
 
 
+class RandomLumaInvert(torch.nn.Module):
+    """With probability `p`, turn a float [0, 1] picture's brightness upside down and keep its
+    colour: every pixel's luma Y (BT.601) becomes 1 - Y, its chroma (R - Y, B - Y) stays, then
+    clip. A white mug becomes a dark one with the same red-and-blue logo, a black mug a light one
+    with its lettering dark: the brightness of a mug and of its floor stops naming the class,
+    and what stays (the logo, the glaze's hue, the glass's facets) has to."""
+
+    LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"luma inversion probability must be in [0, 1], not {p}")
+        self.p = p
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return image
+        luma = (image * self.LUMA).sum(0, keepdim=True)
+        return (image + 1 - 2 * luma).clamp(0, 1)
+
+
 class RandomConvolution(torch.nn.Module):
     """With probability `p`, filter a float [0, 1] picture with a freshly drawn random 3->3
     convolution and blend it with the original (RandConv, Xu et al. 2021).

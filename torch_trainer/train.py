@@ -28,8 +28,8 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, TransformedSubset, \
-    swap_background
+from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, RandomLumaInvert, \
+    TransformedSubset, swap_background
 from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
@@ -71,6 +71,7 @@ class TrainConfig:
     augmix: float = 0.0                # probability per picture of AugMix (0 = off)
     rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
     rsc: float = 0.0                   # share of each batch trained with its top features muted (RSC; 0 = off)
+    invert_luma: float = 0.0           # probability per picture of brightness turned upside down, colour kept
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -96,6 +97,7 @@ def train_transform(cfg: TrainConfig) -> v2.Transform:
         v2.ToDtype(torch.float32, scale=True),
         RandomExposure(cfg.exposure) if cfg.exposure > 1 else v2.Identity(),
         RandomConvolution(cfg.rand_conv) if cfg.rand_conv else v2.Identity(),
+        RandomLumaInvert(cfg.invert_luma) if cfg.invert_luma else v2.Identity(),
         v2.GaussianNoise(sigma=cfg.noise) if cfg.noise else v2.Identity(),
         v2.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15), value=0.5),
     ])
@@ -466,6 +468,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--rand-conv", type=float, default=d.rand_conv,
                    help="probability per picture of filtering it with a random convolution, blended with "
                         "the original (RandConv: scrambles colour and texture, keeps outlines; 0 = off)")
+    a.add_argument("--invert-luma", type=float, default=d.invert_luma,
+                   help="probability per picture of turning its brightness upside down (luma Y -> 1 - Y) "
+                        "while keeping its colour (0 = off)")
     a.add_argument("--rsc", type=float, default=d.rsc,
                    help="share of each batch whose most relied-on features (a third of the last stage's "
                         "channels or positions, by gradient) are muted before the head (RSC; 0 = off)")

@@ -41,6 +41,7 @@ HPARAMS = TrainConfig(
     augmix=0.0,
     rand_conv=0.0,
     rsc=0.0,
+    invert_luma=0.0,
     amp="auto",
     channels_last="auto",
     input_size=64,
