@@ -37,7 +37,7 @@ class IBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fixed split sizes: a size computed from x.shape would export as Unsqueeze-13, which onnx-tf lacks
         a, b = torch.split(x, [self.IN.num_features, self.BN.num_features], dim=1)
-        return torch.cat([self.IN(a.contiguous()), self.BN(b.contiguous())], dim=1)
+        return torch.cat([self.IN(a), self.BN(b)], dim=1)
 
 
 def use_ibn(net: torchvision.models.ResNet) -> None:
@@ -121,12 +121,9 @@ def self_challenged_logits(model: MugClassifier, images: torch.Tensor, labels: t
     score = model.head(probe).gather(1, labels[:, None]).sum()
     grad, = torch.autograd.grad(score, probe)
     # a feature's share of the score (gradient x activation, as Grad-CAM weighs it)
-    weights = grad.mean(dim=(2, 3), keepdim=True)
+    share_of_score = grad.mean(dim=(2, 3), keepdim=True) * feats.detach()
     by_channel = bool(torch.rand(()) < 0.5)
-    if by_channel:
-        importance = (weights * probe.detach()).mean(dim=(2, 3))        # (N, C)
-    else:
-        importance = (weights * probe.detach()).sum(dim=1).flatten(1)   # (N, H*W)
+    importance = share_of_score.mean(dim=(2, 3)) if by_channel else share_of_score.sum(dim=1).flatten(1)
     k = max(1, int(round(drop * importance.shape[1])))
     threshold = importance.topk(k, dim=1).values[:, -1:]
     keep = (importance < threshold).to(feats.dtype)

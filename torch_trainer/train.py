@@ -350,7 +350,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             # train accuracy counts a mixed picture right when it names its original class
             images, targets = mixer(images, labels) if mixer is not None else (images, labels)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = step_model(images, labels if cfg.rsc else None)
+                logits = step_model(images, labels)  # the labels matter only under --rsc
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
