@@ -258,6 +258,31 @@ def test_luma_inversion_turns_brightness_over_and_keeps_colour():
         RandomLumaInvert(-0.1)
 
 
+def test_consistency_gives_two_pictures_per_photo_and_scores_their_disagreement(two_shoots, tmp_path):
+    from torch_trainer.train import TrainConfig, fit, js_divergence, train_view
+    torch.manual_seed(0)
+    data = MugDataset(two_shoots, 64)
+    pair, label = train_view(data, None, TrainConfig(consistency=1.0))[3]
+    assert pair.shape == (2, 3, 64, 64) and label == int(data.targets[3])
+    assert not torch.equal(pair[0], pair[1])  # augmented independently
+    assert train_view(data, None, TrainConfig())[3][0].shape == (3, 64, 64)
+    logits = torch.tensor([[2.0, 0.0, 0.0, -1.0], [2.0, 0.0, 0.0, -1.0], [0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0]])
+    js = js_divergence(logits, views=2)
+    # photo 0's pictures agree (0), photo 1's do not: JS of two one-hot-ish answers, halved by the mean over photos
+    p, q = logits[2].softmax(0), logits[3].softmax(0)
+    m = (p + q) / 2
+    expected = ((p * (p / m).log()).sum() + (q * (q / m).log()).sum()) / 2 / 2
+    assert torch.isclose(js, expected, atol=1e-6) and float(js) > 0.1
+    assert float(js_divergence(logits[:2], views=2)) < 1e-6
+    cfg = TrainConfig(weights="none", epochs=1, batch_size=16, image_size=64, consistency=1.0, ema_decay=0)
+    (tmp_path / "run").mkdir()
+    metrics = fit(cfg, train_view(data, None, cfg), None, data.class_names, tmp_path / "run", log=lambda *a: None)
+    assert metrics["complete"] and (tmp_path / "run" / "model.pt").is_file()
+    assert len(metrics["history"]) == 1 and np.isfinite(metrics["history"][0]["train_loss"])
+    with pytest.raises(ValueError, match="--consistency"):
+        fit(TrainConfig(consistency=1.0, mix=0.5), [], None, ["a"], "unused")
+
+
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
     from bench.ensemble import score_report
     from torch_trainer.evaluate import class_probabilities

@@ -196,16 +196,21 @@ class TransformedSubset(Dataset):
     """A view of a `MugDataset` (optionally a subset of its indices) with its own transform.
 
     Lets one decoded data set serve as both training (augmented) and validation (plain) data.
+    With `views` > 1 each item is that many independently augmented pictures of one photo,
+    stacked as [views, C, H, W] (for a consistency loss between them).
     """
 
     def __init__(self, base: MugDataset, indices: Sequence[int] | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None, background_swap: float = 0.0,
-                 swap: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+                 swap: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, views: int = 1):
+        if views < 1:
+            raise ValueError(f"views must be at least 1, not {views}")
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
         self.background_swap = background_swap
         self.swap = swap or swap_background
+        self.views = views
         self.class_names = base.class_names
 
     def __len__(self) -> int:
@@ -213,12 +218,15 @@ class TransformedSubset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.base[self.indices[index]]
+        if self.views == 1:
+            return self._augment(image), label
+        return torch.stack([self._augment(image) for _ in range(self.views)]), label
+
+    def _augment(self, image: torch.Tensor) -> torch.Tensor:
         if self.background_swap and torch.rand(()) < self.background_swap:
             other = self.base.images[self.indices[int(torch.randint(len(self.indices), ()))]]
             image = self.swap(image, other)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, label
+        return self.transform(image) if self.transform is not None else image
 
     @property
     def targets(self) -> torch.Tensor:

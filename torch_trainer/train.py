@@ -72,6 +72,8 @@ class TrainConfig:
     rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
     rsc: float = 0.0                   # share of each batch trained with its top features muted (RSC; 0 = off)
     invert_luma: float = 0.0           # probability per picture of brightness turned upside down, colour kept
+    consistency: float = 0.0           # weight of the JS divergence between two augmented pictures of each
+                                       # photo (each batch: batch_size / 2 photos, twice; 0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -107,7 +109,8 @@ def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig
     """`data` (or the `indices` of it) as augmented training samples."""
     swap = functools.partial(swap_background, gain=cfg.background_gain, mask=cfg.background_mask,
                              object_gain=cfg.object_gain, synthetic=cfg.synthetic_background)
-    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, swap)
+    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, swap,
+                             views=2 if cfg.consistency else 1)
 
 
 def eval_transform() -> v2.Transform:
@@ -132,10 +135,13 @@ def train_sampler(train_set: Dataset, cfg: TrainConfig, rank: int, world: int) -
 
 def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Generator,
                       device: torch.device) -> DataLoader:
-    """Shuffled batches of `batch_size` per process; under torchrun each rank gets its own shard."""
+    """Shuffled batches of `batch_size` pictures per process; under torchrun each rank gets its own
+    shard. With several views per photo a batch holds `batch_size / views` photos, so that a step
+    costs what it costs without them."""
     sampler = train_sampler(train_set, cfg, distributed.rank(), distributed.world_size())
-    return DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                      drop_last=len(train_set) > cfg.batch_size * distributed.world_size(),
+    photos = max(1, cfg.batch_size // getattr(train_set, "views", 1))
+    return DataLoader(train_set, batch_size=photos, shuffle=sampler is None, sampler=sampler,
+                      drop_last=len(train_set) > photos * distributed.world_size(),
                       generator=generator if sampler is None else None, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
 
@@ -147,6 +153,15 @@ def batch_mixer(cfg: TrainConfig, num_classes: int) -> v2.Transform | None:
         return None
     choice = v2.RandomChoice([v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)])
     return v2.RandomApply([choice], p=cfg.mix)
+
+
+def js_divergence(logits: torch.Tensor, views: int) -> torch.Tensor:
+    """Mean Jensen-Shannon divergence between the predictions for each photo's `views`
+    consecutive pictures in `logits` (AugMix's consistency loss): zero when every picture of a
+    photo gets the same answer, whatever its background or lighting."""
+    p = logits.float().softmax(1).view(-1, views, logits.shape[1])
+    log_m = p.mean(1, keepdim=True).clamp_min(1e-7).log()
+    return F.kl_div(log_m.expand_as(p), p, reduction="sum") / (p.shape[0] * views)
 
 
 def ema_avg_fn(decay: float):
@@ -285,6 +300,10 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         raise ValueError("--rsc needs each picture's own label: it cannot be combined with --mix")
     if not 0 <= cfg.rsc <= 1:
         raise ValueError(f"--rsc must be a share of the batch in [0, 1], not {cfg.rsc}")
+    if cfg.consistency and cfg.mix:
+        raise ValueError("--consistency compares each photo's own pictures: it cannot be combined with --mix")
+    if cfg.consistency < 0:
+        raise ValueError(f"--consistency must be a weight >= 0, not {cfg.consistency}")
     if not main_rank:
         log = _quiet
     seed_everything(cfg.seed)
@@ -345,6 +364,9 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                    disable=not main_rank)
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            views = images.shape[1] if images.dim() == 5 else 1  # [photos, views, C, H, W] under --consistency
+            if views > 1:
+                images, labels = images.flatten(0, 1), labels.repeat_interleave(views)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             # train accuracy counts a mixed picture right when it names its original class
@@ -352,6 +374,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = step_model(images, labels)  # the labels matter only under --rsc
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+                if views > 1:
+                    loss = loss + cfg.consistency * js_divergence(logits, views)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -474,6 +498,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     a.add_argument("--rsc", type=float, default=d.rsc,
                    help="share of each batch whose most relied-on features (a third of the last stage's "
                         "channels or positions, by gradient) are muted before the head (RSC; 0 = off)")
+    a.add_argument("--consistency", type=float, default=d.consistency,
+                   help="weight of a Jensen-Shannon consistency loss between two independently augmented "
+                        "pictures of each photo (a batch then holds half as many photos; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,

@@ -42,6 +42,7 @@ HPARAMS = TrainConfig(
     rand_conv=0.0,
     rsc=0.0,
     invert_luma=0.0,
+    consistency=0.0,
     amp="auto",
     channels_last="auto",
     input_size=64,
