@@ -1,8 +1,11 @@
 """Training throughput (images/s) of single-process and torchrun runs, side by side.
 
     python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1 cpu:2 [cuda:1 cuda:N]
+    python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1:fp32 cpu:1:bf16
 
 `cpu:N` / `cuda:N` runs N processes (torchrun with DDP when N > 1; gloo on CPU, nccl on CUDA).
+An optional third field fixes the precision: `fp32` (`--amp off --channels-last off`) or `bf16`
+(`--amp bf16 --channels-last on`); without it the trainer's `auto` decides.
 Each run is a real `torch_trainer.train` invocation; images/s is the median over its epochs
 after the first (warm-up), all ranks' images counted. Ratios are to the first config.
 """
@@ -19,11 +22,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PRECISION = {"fp32": ["--amp", "off", "--channels-last", "off"], "bf16": ["--amp", "bf16", "--channels-last", "on"]}
 
 
 def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[str]) -> dict:
-    device, nproc = config.split(":")
+    device, nproc, *precision = config.split(":")
     nproc = int(nproc)
+    if precision and precision[0] not in PRECISION:
+        raise SystemExit(f"--configs {config}: precision must be one of {', '.join(PRECISION)}")
+    extra = [*extra, *PRECISION[precision[0]]] if precision else extra
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         launcher = [sys.executable, "-m", "torch_trainer.train"]
@@ -55,9 +62,9 @@ def main() -> int:
           + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
     results = [run(c, args.data_dir, args.epochs, args.batch_size, extra) for c in args.configs]
     base = results[0]["images_per_second"]
-    print(f"{'config':10s} {'images/s':>10s} {'ratio':>7s} {'epochs':>7s} {'train acc':>10s}")
+    print(f"{'config':12s} {'images/s':>10s} {'ratio':>7s} {'epochs':>7s} {'train acc':>10s}")
     for r in results:
-        print(f"{r['config']:10s} {r['images_per_second']:10.1f} {r['images_per_second'] / base:7.2f} "
+        print(f"{r['config']:12s} {r['images_per_second']:10.1f} {r['images_per_second'] / base:7.2f} "
               f"{r['epochs']:7d} {r['final_train_accuracy']:10.4f}")
     return 0
 

@@ -7,7 +7,7 @@ import torchvision
 
 from conftest import run_module
 from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
-from torch_trainer.train import TrainConfig, build_model
+from torch_trainer.train import TrainConfig, autocast_dtype, build_model, cpu_has_amx
 
 
 def test_run_writes_checkpoints_and_metrics(trained_run):
@@ -204,3 +204,21 @@ def test_self_challenge_mutes_what_the_true_class_leans_on():
     with pytest.raises(ValueError, match="--rsc"):
         from torch_trainer.train import TrainConfig, fit
         fit(TrainConfig(rsc=0.5, mix=0.5), [], None, ["a"], "unused")
+
+
+def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
+    cpu = torch.device("cpu")
+    assert autocast_dtype(TrainConfig(amp="bf16"), cpu) == torch.bfloat16
+    assert autocast_dtype(TrainConfig(amp="off"), cpu) is None
+    assert autocast_dtype(TrainConfig(amp="auto"), cpu) == (torch.bfloat16 if cpu_has_amx() else None)
+    with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
+        autocast_dtype(TrainConfig(amp="fp16"), cpu)
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--epochs", "1",
+                      "--weights", "none", "--batch-size", "8", "--amp", "bf16",
+                      "--output-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "amp torch.bfloat16" in proc.stdout and "channels-last on" in proc.stdout
+    # autocast keeps the weights in float32, which is what the export and the SavedModel expect
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    assert state["net.fc.weight"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
