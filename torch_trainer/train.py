@@ -33,6 +33,8 @@ from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, Rand
 from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
 
 @dataclass
 class TrainConfig:
@@ -211,7 +213,7 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
     auto: bf16 on CUDA (fp16 where bf16 is missing) and on a CPU with AMX, float32 on other CPUs.
     """
-    if cfg.amp not in ("auto", "off", "bf16", "fp16"):
+    if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp: unknown mode {cfg.amp!r}")
     if cfg.amp == "off":
         return None
@@ -473,7 +475,7 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--swa-start", type=float, default=d.swa_start,
                    help="average the weights uniformly from this share of the steps on (SWA) instead of "
                         "the EMA; 0 = off (default %(default)s)")
-    g.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=d.amp,
+    g.add_argument("--amp", choices=AMP_MODES, default=d.amp,
                    help="mixed precision (auto: bf16 on CUDA where supported and on CPUs with AMX, else float32)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
                    help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
