@@ -8,7 +8,8 @@ import torch
 
 from conftest import ROOT
 from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_images
-from torch_trainer.data import MugDataset, TransformedSubset
+from torch_trainer.augment import TransformedSubset
+from torch_trainer.data import MugDataset
 from torch_trainer.model import load_checkpoint
 from torch_trainer.train import TrainConfig, train_sampler
 

@@ -136,7 +136,7 @@ def drawn(label: int, background) -> torch.Tensor:
 
 
 def test_object_mask_finds_the_mug_and_swap_keeps_it():
-    from torch_trainer.data import object_mask, swap_background
+    from torch_trainer.augment import object_mask, swap_background
     white = drawn(0, BACKGROUNDS[0])
     mask = object_mask(white)
     assert mask is not None
@@ -157,7 +157,7 @@ def test_object_mask_finds_the_mug_and_swap_keeps_it():
 
 
 def test_background_gain_re_exposes_to_the_old_brightness():
-    from torch_trainer.data import swap_background
+    from torch_trainer.augment import swap_background
     white, other = drawn(0, BACKGROUNDS[0]), drawn(1, BACKGROUNDS[1])
     means = []
     for seed in range(6):
@@ -169,7 +169,7 @@ def test_background_gain_re_exposes_to_the_old_brightness():
 
 
 def test_random_backdrop_spans_dark_to_light_floors():
-    from torch_trainer.data import random_backdrop
+    from torch_trainer.augment import random_backdrop
     torch.manual_seed(0)
     means = []
     for _ in range(40):
@@ -181,7 +181,7 @@ def test_random_backdrop_spans_dark_to_light_floors():
 
 
 def test_synthetic_background_and_object_gain_keep_the_mug_and_change_the_rest():
-    from torch_trainer.data import swap_background
+    from torch_trainer.augment import swap_background
     white, other = drawn(0, BACKGROUNDS[0]), drawn(1, BACKGROUNDS[1])
     body = (white.float() - torch.tensor(BACKGROUNDS[0]).view(3, 1, 1)).abs().amax(0) > 60
     inner = -torch.nn.functional.max_pool2d(-body.float()[None], 5, 1, 2)[0] > 0
@@ -203,7 +203,7 @@ def test_synthetic_background_and_object_gain_keep_the_mug_and_change_the_rest()
 
 
 def test_random_exposure_darkens_and_brightens_whole_pictures_and_clips():
-    from torch_trainer.data import RandomExposure
+    from torch_trainer.augment import RandomExposure
     image = torch.linspace(0.1, 0.9, 3 * 8 * 8).reshape(3, 8, 8)
     expose = RandomExposure(3.0)
     torch.manual_seed(0)
@@ -219,7 +219,7 @@ def test_random_exposure_darkens_and_brightens_whole_pictures_and_clips():
 
 
 def test_random_convolution_recolours_pictures_keeps_flat_areas_flat_and_clips():
-    from torch_trainer.data import RandomConvolution
+    from torch_trainer.augment import RandomConvolution
     image = torch.full((3, 16, 16), 0.2)
     image[:, 4:12, 4:12] = torch.tensor([0.9, 0.3, 0.1]).view(3, 1, 1)  # an orange square on grey
     assert torch.equal(RandomConvolution(0.0)(image), image)
@@ -241,7 +241,7 @@ def test_random_convolution_recolours_pictures_keeps_flat_areas_flat_and_clips()
 
 
 def test_luma_inversion_turns_brightness_over_and_keeps_colour():
-    from torch_trainer.data import RandomLumaInvert
+    from torch_trainer.augment import RandomLumaInvert
     luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
     white_mug = torch.full((3, 8, 8), 0.85)
     white_mug[:, 2:4, 2:6] = torch.tensor([0.6, 0.2, 0.2]).view(3, 1, 1)  # a red logo panel
@@ -259,7 +259,8 @@ def test_luma_inversion_turns_brightness_over_and_keeps_colour():
 
 
 def test_consistency_gives_two_pictures_per_photo_and_scores_their_disagreement(two_shoots, tmp_path):
-    from torch_trainer.train import TrainConfig, fit, js_divergence, train_view
+    from torch_trainer.augment import train_view
+    from torch_trainer.train import TrainConfig, fit, js_divergence
     torch.manual_seed(0)
     data = MugDataset(two_shoots, 64)
     pair, label = train_view(data, None, TrainConfig(consistency=1.0))[3]

@@ -114,7 +114,7 @@ def test_mixstyle_changes_training_features_only():
 
 
 def test_batch_mixer_mixes_a_share_of_batches_into_class_probabilities():
-    from torch_trainer.train import batch_mixer
+    from torch_trainer.augment import batch_mixer
     assert batch_mixer(TrainConfig(mix=0.0), 4) is None
     torch.manual_seed(0)
     images, labels = torch.rand(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
@@ -128,7 +128,7 @@ def test_batch_mixer_mixes_a_share_of_batches_into_class_probabilities():
 
 
 def test_augmix_flag_changes_pictures_and_keeps_their_range():
-    from torch_trainer.train import train_transform
+    from torch_trainer.augment import train_transform
     torch.manual_seed(0)
     image = (torch.rand(3, 64, 64) * 255).to(torch.uint8)
     quiet = dict(crop_scale=1.0, rotate=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, blur_p=0.0,

@@ -9,7 +9,6 @@ RUN/best.pt (best validation accuracy, when there is validation data) and RUN/me
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import random
@@ -24,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.data import DatasetError, MugDataset, RandomConvolution, RandomExposure, RandomLumaInvert, \
-    TransformedSubset, swap_background
+from torch_trainer.augment import TransformedSubset, batch_mixer, eval_transform, train_view
+from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
     load_imagenet_weights, save_checkpoint
 
@@ -88,37 +86,6 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def train_transform(cfg: TrainConfig) -> v2.Transform:
-    """Augmentation for uint8 CHW tensors: vary framing, lighting, sharpness and background
-    patches (what changes from scene to scene), keep the mug's colour (what names the class)."""
-    return v2.Compose([
-        v2.RandomApply([v2.AugMix()], p=cfg.augmix) if cfg.augmix else v2.Identity(),
-        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=(0.75, 1.33), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.RandomRotation(cfg.rotate)], p=0.5 if cfg.rotate else 0.0),
-        v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue),
-        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=cfg.blur_p),
-        v2.ToDtype(torch.float32, scale=True),
-        RandomExposure(cfg.exposure) if cfg.exposure > 1 else v2.Identity(),
-        RandomConvolution(cfg.rand_conv) if cfg.rand_conv else v2.Identity(),
-        RandomLumaInvert(cfg.invert_luma) if cfg.invert_luma else v2.Identity(),
-        v2.GaussianNoise(sigma=cfg.noise) if cfg.noise else v2.Identity(),
-        v2.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15), value=0.5),
-    ])
-
-
-def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig) -> TransformedSubset:
-    """`data` (or the `indices` of it) as augmented training samples."""
-    swap = functools.partial(swap_background, gain=cfg.background_gain, mask=cfg.background_mask,
-                             object_gain=cfg.object_gain, synthetic=cfg.synthetic_background)
-    return TransformedSubset(data, indices, train_transform(cfg), cfg.background_swap, swap,
-                             views=2 if cfg.consistency else 1)
-
-
-def eval_transform() -> v2.Transform:
-    return v2.ToDtype(torch.float32, scale=True)
-
-
 def pick_device(name: str) -> torch.device:
     """`auto` is CUDA when present (this process's GPU under torchrun), else the CPU."""
     if name == "auto":
@@ -146,15 +113,6 @@ def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Gen
                       drop_last=len(train_set) > photos * distributed.world_size(),
                       generator=generator if sampler is None else None, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-
-
-def batch_mixer(cfg: TrainConfig, num_classes: int) -> v2.Transform | None:
-    """CutMix or MixUp (one of them, at random) on a `cfg.mix` share of the batches, called as
-    `mixer(images, labels)`; mixed targets become class probabilities. None when `cfg.mix` is 0."""
-    if not cfg.mix:
-        return None
-    choice = v2.RandomChoice([v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)])
-    return v2.RandomApply([choice], p=cfg.mix)
 
 
 def js_divergence(logits: torch.Tensor, views: int) -> torch.Tensor:

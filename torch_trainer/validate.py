@@ -24,13 +24,13 @@ from typing import Sequence
 
 import numpy as np
 
-from torch_trainer.data import DatasetError, MugDataset, TransformedSubset
+from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
-from torch_trainer.train import (TrainConfig, add_train_args, config_from_args, eval_transform, fit,
-                                 prepare_output_dir, train_view)
+from torch_trainer.train import TrainConfig, add_train_args, config_from_args, fit, prepare_output_dir
 
 
 def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:

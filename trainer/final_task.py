@@ -11,9 +11,10 @@ import sys
 from typing import Sequence
 
 from convert.to_savedmodel import convert_checkpoint, format_report
+from torch_trainer.augment import train_view
 from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.train import fit, train_view
+from torch_trainer.train import fit
 from trainer.job import fresh_dir, parse_job_args, train_root
 
 

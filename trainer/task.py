@@ -12,11 +12,11 @@ import json
 import sys
 from typing import Sequence
 
-from torch_trainer.data import (DatasetError, MugDataset, TransformedSubset, group_split, near_duplicate_groups,
-                                split_dir)
+from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups, split_dir
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
-from torch_trainer.train import eval_transform, fit, train_view
+from torch_trainer.train import fit
 from trainer.job import fresh_dir, parse_job_args, train_root as find_train_root
 from trainer.model import NEAR_DUPLICATE_THRESHOLD, VAL_FRACTION
 
