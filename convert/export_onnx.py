@@ -24,7 +24,8 @@ class ServingModule(nn.Module):
 
     Input: float32 pixels 0..255, NHWC, batch dynamic. The scaling, the NHWC->NCHW permute,
     resize and normalisation all live here (the classifier does the last two), so the TF
-    wrapper only decodes bytes.
+    wrapper only decodes bytes. An `Ensemble` exports as one graph: its members side by side,
+    their probabilities averaged.
     """
 
     def __init__(self, classifier: nn.Module):
@@ -33,7 +34,7 @@ class ServingModule(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2) / 255.0
-        return torch.softmax(self.classifier(x), dim=1)
+        return self.classifier.probabilities(x)
 
 
 def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int) -> Path:

@@ -11,7 +11,8 @@ from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_ima
 from torch_trainer.augment import TransformedSubset
 from torch_trainer.data import MugDataset
 from torch_trainer.model import load_checkpoint
-from torch_trainer.train import TrainConfig, train_sampler
+from torch_trainer.config import TrainConfig
+from torch_trainer.train import train_sampler
 
 # Accuracy of a 2-process run may differ from a single-process one (different augmentation
 # streams and BN statistics per rank), but not by more than this on the 32 drawn eval images.

@@ -109,11 +109,15 @@ def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
         raw.append(last["training_state"]["model"])
     assert "swa from step 3" in proc.stdout
     saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
-    floats = [k for k, v in saved.items() if v.is_floating_point()]
-    assert "net.fc.weight" in floats and "net.bn1.running_mean" in floats
+    weights = [k for k, v in saved.items() if v.is_floating_point() and "running_" not in k]
+    assert "net.fc.weight" in weights and "net.bn1.weight" in weights
     assert not torch.equal(raw[0]["net.fc.weight"], raw[1]["net.fc.weight"])
-    for k in floats:
+    for k in weights:
         torch.testing.assert_close(saved[k], (raw[0][k] + raw[1][k]) / 2, rtol=1e-5, atol=1e-6)
+    # the batch-norm statistics are not averaged: they are recomputed for the averaged weights
+    assert "batch-norm statistics of the averaged weights recomputed" in proc.stdout
+    assert not torch.allclose(saved["net.bn1.running_mean"],
+                              (raw[0]["net.bn1.running_mean"] + raw[1]["net.bn1.running_mean"]) / 2)
 
 
 def test_swa_start_out_of_range_is_a_clear_error(data_root, tmp_path):
@@ -260,7 +264,8 @@ def test_luma_inversion_turns_brightness_over_and_keeps_colour():
 
 def test_consistency_gives_two_pictures_per_photo_and_scores_their_disagreement(two_shoots, tmp_path):
     from torch_trainer.augment import train_view
-    from torch_trainer.train import TrainConfig, fit, js_divergence
+    from torch_trainer.config import TrainConfig
+    from torch_trainer.train import fit, js_divergence
     torch.manual_seed(0)
     data = MugDataset(two_shoots, 64)
     pair, label = train_view(data, None, TrainConfig(consistency=1.0))[3]

@@ -7,7 +7,8 @@ import torchvision
 
 from conftest import run_module
 from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
-from torch_trainer.train import TrainConfig, autocast_dtype, build_model, cpu_has_amx
+from torch_trainer.config import TrainConfig
+from torch_trainer.train import autocast_dtype, build_model, cpu_has_amx
 
 
 def test_run_writes_checkpoints_and_metrics(trained_run):
@@ -22,7 +23,7 @@ def test_run_writes_checkpoints_and_metrics(trained_run):
 
 def test_checkpoint_round_trip(trained_run, tmp_path):
     model, meta = load_checkpoint(trained_run / "model.pt")
-    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 128
+    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 64
     assert meta["class_names"] == ["0white", "1black", "2blue", "3transparent"]
     x = torch.rand(3, 3, 64, 64)
     save_checkpoint(tmp_path / "copy.pt", model, meta["class_names"], meta["input_size"])
@@ -202,7 +203,7 @@ def test_self_challenge_mutes_what_the_true_class_leans_on():
     trained_plain, trained_muted = model(images), model(images, labels)
     assert (trained_muted.gather(1, labels[:, None]) < trained_plain.gather(1, labels[:, None])).all()
     with pytest.raises(ValueError, match="--rsc"):
-        from torch_trainer.train import TrainConfig, fit
+        from torch_trainer.train import fit
         fit(TrainConfig(rsc=0.5, mix=0.5), [], None, ["a"], "unused")
 
 

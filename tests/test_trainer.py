@@ -5,8 +5,8 @@ import shutil
 from check_deployed_model.saved_model import SavedModelPredictor
 from conftest import run_module
 from convert.contract import check_contract
-from torch_trainer.train import TrainConfig
-from trainer.model import HPARAMS
+from torch_trainer.config import TrainConfig
+from trainer.job import parse_job_args
 
 FAST = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--some-gcloud-flag", "x")
 
@@ -15,11 +15,11 @@ def digest(folder):
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())).hexdigest()
 
 
-def test_hparams_are_a_complete_recipe():
-    assert isinstance(HPARAMS, TrainConfig)
-    assert HPARAMS.arch == "resnet18" and HPARAMS.epochs > 0
-    # the gcloud jobs run the project's recipe: trainer/model.py spells out torch_trainer's defaults
-    assert HPARAMS == TrainConfig()
+def test_jobs_run_the_default_recipe_unless_told():
+    args, cfg = parse_job_args([], "test")
+    assert cfg == TrainConfig() and (args.data_dir, args.job_dir) == ("data", "output")
+    _, cfg = parse_job_args(["--recipe", "plain-ens2", "--epochs", "3"], "test")
+    assert (cfg.recipe, cfg.ensemble, cfg.epochs) == ("plain-ens2", 2, 3)
 
 
 def test_final_task_exports_and_never_overwrites(data_root, tmp_path):

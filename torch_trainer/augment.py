@@ -8,18 +8,16 @@ photo's mug onto another photo's floor, so that floors stop telling classes apar
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
 from torch_trainer.model import IMAGENET_MEAN, IMAGENET_STD
-
-if TYPE_CHECKING:  # train imports this module
-    from torch_trainer.train import TrainConfig
 
 
 class TransformedSubset(Dataset):

@@ -66,8 +66,8 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: P
 
 @torch.no_grad()
 def class_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Softmax of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
-    probs = [model(images[i:i + batch_size].float() / 255).softmax(1) for i in range(0, len(images), batch_size)]
+    """Class probabilities of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
+    probs = [model.probabilities(images[i:i + batch_size].float() / 255) for i in range(0, len(images), batch_size)]
     return torch.cat(probs).numpy()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,10 @@ class MugClassifier(nn.Module):
             return self_challenged_logits(self, x, labels, share=self.rsc_share)
         return self.net(self.preprocess(x))
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax of the logits): what the export serves."""
+        return self(x).softmax(1)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H, W), before pooling and the head."""
         n = self.net
@@ -104,6 +108,38 @@ class MugClassifier(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from a `features` map."""
         return self.net.fc(torch.flatten(self.net.avgpool(features), 1))
+
+
+class Ensemble(nn.Module):
+    """Several classifiers of one architecture answering as one: the mean of their probabilities.
+
+    `forward` returns the log of that mean, so that everything that takes logits (softmax,
+    argmax, cross-entropy) sees the ensemble's own distribution; the export serves
+    `probabilities`, the mean itself, without the log/softmax round trip.
+    """
+
+    def __init__(self, members: Sequence[MugClassifier]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        first = members[0]
+        if any((m.arch, m.image_size, m.input_norm, m.norm) != (first.arch, first.image_size, first.input_norm,
+                                                                   first.norm) for m in members):
+            raise ValueError("the members of an ensemble must share arch, image size and normalisation")
+        self.members = nn.ModuleList(members)
+        self.arch, self.image_size, self.input_norm, self.norm = first.arch, first.image_size, first.input_norm, first.norm
+        self.register_buffer("mean", first.mean.clone(), persistent=False)
+        self.register_buffer("std", first.std.clone(), persistent=False)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the members' softmax probabilities."""
+        # a sum, not torch.stack(...).mean(0): stack exports as Unsqueeze-13, which onnx-tf lacks
+        return sum(m.probabilities(x) for m in self.members) / len(self.members)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Log of the mean probabilities (logits of the ensemble's distribution)."""
+        p = self.probabilities(x)
+        return p.clamp_min(torch.finfo(p.dtype).tiny).log()
 
 
 def self_challenged_logits(model: MugClassifier, images: torch.Tensor, labels: torch.Tensor,
@@ -175,11 +211,15 @@ def load_imagenet_weights(model: MugClassifier, strict: bool = False) -> bool:
     return True
 
 
-def save_checkpoint(path: str | os.PathLike, model: MugClassifier, class_names: list[str],
+def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, class_names: list[str],
                     input_size: int, **extra: Any) -> None:
-    """Write the state dict plus everything needed to rebuild the model (atomically)."""
+    """Write the state dict plus everything needed to rebuild the model (atomically).
+
+    An `Ensemble` is saved as one checkpoint: "members" says how many classifiers its state
+    dict holds."""
     payload = {
         "state_dict": model.state_dict(),
+        "members": len(model.members) if isinstance(model, Ensemble) else 1,
         "arch": model.arch,
         "num_classes": len(class_names),
         "class_names": list(class_names),
@@ -198,8 +238,9 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier, class_names: 
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                    ) -> tuple[MugClassifier, dict[str, Any]]:
-    """Rebuild the model from a checkpoint written by `save_checkpoint`; returns (model, meta)."""
+                    ) -> tuple[MugClassifier | Ensemble, dict[str, Any]]:
+    """Rebuild the model (a classifier or an `Ensemble`) from a checkpoint written by
+    `save_checkpoint`; returns (model, meta)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -211,9 +252,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
-    model = MugClassifier(ckpt["arch"], len(ckpt["class_names"]), ckpt["image_size"],
-                          tuple(ckpt["mean"]), tuple(ckpt["std"]), ckpt.get("input_norm", "imagenet"),
-                          ckpt.get("norm", "bn"))
+    def classifier() -> MugClassifier:
+        return MugClassifier(ckpt["arch"], len(ckpt["class_names"]), ckpt["image_size"],
+                             tuple(ckpt["mean"]), tuple(ckpt["std"]), ckpt.get("input_norm", "imagenet"),
+                             ckpt.get("norm", "bn"))
+
+    members = ckpt.get("members", 1)
+    model = classifier() if members == 1 else Ensemble([classifier() for _ in range(members)])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -1,9 +1,11 @@
 """Fine-tune a torchvision ResNet on class-per-folder mug photos.
 
     python -m torch_trainer.train --train-dir data/train [--val-dir data/eval] --output-dir runs/r18
+        [--recipe NAME] [flags that override the recipe]
 
 Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state),
 RUN/best.pt (best validation accuracy, when there is validation data) and RUN/metrics.json.
+With `--ensemble K` > 1 each model trains in RUN/memberI/ and RUN/model.pt holds all K.
 """
 
 from __future__ import annotations
@@ -14,76 +16,23 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from torch_trainer import distributed
 from torch_trainer.augment import TransformedSubset, batch_mixer, eval_transform, train_view
+from torch_trainer.config import AMP_MODES, TrainConfig, parse_args
 from torch_trainer.data import DatasetError, MugDataset
-from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS, MugClassifier, WeightsUnavailable, add_mixstyle, \
+from torch_trainer.model import Ensemble, MugClassifier, WeightsUnavailable, add_mixstyle, load_checkpoint, \
     load_imagenet_weights, save_checkpoint
-
-AMP_MODES = ("auto", "off", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; the field defaults are the project's recipe."""
-    arch: str = "resnet18"
-    weights: str = "imagenet"          # imagenet | none | PATH to a checkpoint or state dict
-    strict_weights: bool = False       # make unreachable ImageNet weights an error
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 2e-3
-    backbone_lr_scale: float = 0.1     # backbone lr multiplier when starting from pretrained weights
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.99            # EMA of weights per step (with warm-up); 0 turns it off
-    swa_start: float = 0.0             # share of the steps after which weights are averaged uniformly (SWA,
-                                       # instead of the EMA); 0 = off
-    # augmentation: vary framing, lighting and background, keep the mug's colour
-    crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
-    rotate: float = 10.0               # max degrees
-    brightness: float = 0.5
-    exposure: float = 1.0              # whole-picture brightness factor range [1/e, e], log-uniform (1 = off)
-    contrast: float = 0.5
-    saturation: float = 0.3
-    hue: float = 0.02                  # small: hue is what tells a blue mug from a black one
-    blur_p: float = 0.2
-    noise: float = 0.03                # std of Gaussian pixel noise on [0, 1] pixels
-    erase_p: float = 0.25
-    background_swap: float = 0.5       # probability of pasting the mug onto another photo's background
-    background_gain: float = 1.0       # swapped background brightness factor range [1/g, g], then re-exposed
-    background_mask: str = "ellipse"   # what of the photo is kept as the mug: ellipse | object
-    object_gain: float = 1.0           # swapped samples: the mug's brightness factor range [1/g, g]
-    synthetic_background: float = 0.0  # share of swaps onto a made-up backdrop instead of a photo
-    mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
-    mix: float = 0.0                   # probability per batch of CutMix or MixUp (0 = off)
-    augmix: float = 0.0                # probability per picture of AugMix (0 = off)
-    rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
-    rsc: float = 0.0                   # share of each batch trained with its top features muted (RSC; 0 = off)
-    invert_luma: float = 0.0           # probability per picture of brightness turned upside down, colour kept
-    consistency: float = 0.0           # weight of the JS divergence between two augmented pictures of each
-                                       # photo (each batch: batch_size / 2 photos, twice; 0 = off)
-    amp: str = "auto"                  # auto (bf16 on CUDA and on CPUs with AMX) | off | bf16 | fp16
-    channels_last: str = "auto"        # auto (on for CUDA and with bf16 on the CPU) | on | off
-    input_size: int = 64               # images are resized to this when loaded (the serving input)
-    image_size: int = 128              # what the network sees (upsampled inside the model: finer logos)
-    input_norm: str = "imagenet"       # imagenet | per-image (exposure-invariant)
-    norm: str = "bn"                   # bn | ibn (instance + batch norm in layer1-3, IBN-Net-a)
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device(name: str) -> torch.device:
@@ -391,6 +340,15 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             save_checkpoint(out / "last.pt", final, class_names, cfg.input_size, epoch=epoch,
                             training_state=state, **meta)
 
+    complete = bool(history) and history[-1]["epoch"] == cfg.epochs
+    if complete and cfg.swa_start > 0 and main_rank:
+        recompute_batch_norm(final, train_set, cfg.batch_size, device)
+        line = "batch-norm statistics of the averaged weights recomputed on the training photos"
+        if val_loader is not None:
+            result = evaluate(final, val_loader, device)
+            history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            line += f": val acc {result['accuracy']:.4f}"
+        log(line)
     metrics = {"history": history, "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
@@ -399,7 +357,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                # the final model's validation predictions, for per-class reports without a second pass
                "val_predictions": result["preds"].tolist() if result is not None else None,
                "val_targets": result["targets"].tolist() if result is not None else None,
-               "complete": bool(history) and history[-1]["epoch"] == cfg.epochs}
+               "epochs_run": ran, "complete": complete}
     if main_rank:
         if metrics["complete"]:
             save_checkpoint(out / "model.pt", final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
@@ -410,90 +368,84 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     return metrics
 
 
+def recompute_batch_norm(model: torch.nn.Module, train_set: Dataset, batch_size: int, device: torch.device) -> None:
+    """Batch-norm statistics for averaged weights, from one pass over the training photos.
+
+    SWA averages the weights of many steps, and the running statistics it averages along with
+    them belong to none of those weights (`torch.optim.swa_utils.update_bn` is the fix). The
+    photos go in unaugmented: these statistics are the ones the served model will normalise with.
+    """
+    photos = train_set
+    if isinstance(train_set, TransformedSubset):
+        photos = TransformedSubset(train_set.base, train_set.indices, eval_transform())
+    update_bn(DataLoader(photos, batch_size=batch_size), model, device)
+    model.eval()
+
+
+def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+                 output_dir: str | Path, log=print, resume: bool = False, stop_after: int | None = None
+                 ) -> dict[str, Any]:
+    """`fit` one model, or with `cfg.ensemble` K > 1 K models as one ensemble; returns the metrics.
+
+    Member i trains with seed `cfg.seed + i` in RUN/memberI/ (its own model.pt, last.pt and
+    metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
+    probabilities) and RUN/metrics.json the members' metrics and the ensemble's validation.
+    With `resume`, finished members are kept and an interrupted one continues from its last.pt.
+    `stop_after` counts epochs over all members.
+    """
+    out = Path(output_dir)
+    if cfg.ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+    if cfg.ensemble == 1:
+        state = load_resume_state(out)[1] if resume else None
+        return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
+    if distributed.is_main():
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    members, ran = [], 0
+    for i in range(cfg.ensemble):
+        member_dir = out / f"member{i}"
+        if (member_dir / "model.pt").is_file() and resume:
+            log(f"member {i + 1}/{cfg.ensemble}: already trained ({member_dir / 'model.pt'})")
+            members.append(json.loads((member_dir / "metrics.json").read_text()))
+            continue
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            break
+        member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, extra=dict(cfg.extra))
+        state = load_resume_state(member_dir)[1] if resume and (member_dir / "last.pt").is_file() else None
+        member_dir.mkdir(exist_ok=True)
+        log(f"member {i + 1}/{cfg.ensemble} (seed {member_cfg.seed}) in {member_dir}")
+        metrics = fit(member_cfg, train_set, val_set, class_names, member_dir, log=log, resume=state,
+                      stop_after=None if stop_after is None else stop_after - ran)
+        ran += metrics["epochs_run"]
+        members.append(metrics)
+        if not metrics["complete"]:
+            break
+    complete = len(members) == cfg.ensemble and all(m["complete"] for m in members)
+    metrics = {"members": members, "train_seconds": sum(m["train_seconds"] for m in members),
+               "history": [dict(row, member=i) for i, m in enumerate(members) for row in m["history"]],
+               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
+               "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
+               "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
+    if complete and distributed.is_main():
+        ensemble = Ensemble([load_checkpoint(out / f"member{i}" / "model.pt")[0] for i in range(cfg.ensemble)])
+        if val_set is not None:
+            result = evaluate(ensemble, DataLoader(val_set, batch_size=cfg.batch_size), torch.device("cpu"))
+            metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
+                           val_targets=result["targets"].tolist())
+            log(f"ensemble of {cfg.ensemble}: val acc {result['accuracy']:.4f} (members: "
+                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in members) + ")")
+        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, epoch=cfg.epochs,
+                        train_config=asdict(cfg))
+        log(f"wrote {out / 'model.pt'}: the ensemble of {cfg.ensemble} models")
+    if distributed.is_main():
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
+    return metrics
+
+
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0."""
-
-
-def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
-    """The training flags shared by this CLI and the gcloud modules in `trainer/`."""
-    d = defaults or TrainConfig()
-    g = parser.add_argument_group("training")
-    g.add_argument("--arch", choices=ARCHS, default=d.arch)
-    g.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a checkpoint (default %(default)s)")
-    g.add_argument("--strict-weights", action="store_true", default=d.strict_weights,
-                   help="fail instead of falling back to random init when ImageNet weights are unreachable")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the head (default %(default)s)")
-    g.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale)
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per-step EMA of weights; 0 = off")
-    g.add_argument("--swa-start", type=float, default=d.swa_start,
-                   help="average the weights uniformly from this share of the steps on (SWA) instead of "
-                        "the EMA; 0 = off (default %(default)s)")
-    g.add_argument("--amp", choices=AMP_MODES, default=d.amp,
-                   help="mixed precision (auto: bf16 on CUDA where supported and on CPUs with AMX, else float32)")
-    g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
-                   help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
-    a = parser.add_argument_group("augmentation")
-    a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
-    a.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees")
-    a.add_argument("--brightness", type=float, default=d.brightness)
-    a.add_argument("--exposure", type=float, default=d.exposure,
-                   help="the whole picture is scaled by up to this factor either way and clipped, "
-                        "log-uniformly (a camera's exposure; 1 = off)")
-    a.add_argument("--contrast", type=float, default=d.contrast)
-    a.add_argument("--saturation", type=float, default=d.saturation)
-    a.add_argument("--hue", type=float, default=d.hue)
-    a.add_argument("--blur-p", type=float, default=d.blur_p, help="probability of a Gaussian blur")
-    a.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian pixel noise (0..1 scale)")
-    a.add_argument("--erase-p", type=float, default=d.erase_p, help="probability of erasing a patch")
-    a.add_argument("--background-swap", type=float, default=d.background_swap,
-                   help="probability of swapping the background with another photo's")
-    a.add_argument("--background-gain", type=float, default=d.background_gain,
-                   help="swapped backgrounds are scaled by up to this factor either way, then the picture is "
-                        "re-exposed to its old mean brightness (1 = off)")
-    a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
-                   help="keep a soft ellipse around the centre, or the object that stands out from the border")
-    a.add_argument("--object-gain", type=float, default=d.object_gain,
-                   help="in swapped samples the mug's brightness is scaled by up to this factor either way (1 = off)")
-    a.add_argument("--synthetic-background", type=float, default=d.synthetic_background,
-                   help="share of swapped backgrounds that are made up (plain, tinted, graded, grainy) "
-                        "instead of taken from another photo")
-    a.add_argument("--mixstyle", type=float, default=d.mixstyle,
-                   help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
-    a.add_argument("--mix", type=float, default=d.mix,
-                   help="probability per batch of CutMix or MixUp, one of the two at random (0 = off)")
-    a.add_argument("--augmix", type=float, default=d.augmix,
-                   help="probability per picture of AugMix (torchvision's, severity 3; 0 = off)")
-    a.add_argument("--rand-conv", type=float, default=d.rand_conv,
-                   help="probability per picture of filtering it with a random convolution, blended with "
-                        "the original (RandConv: scrambles colour and texture, keeps outlines; 0 = off)")
-    a.add_argument("--invert-luma", type=float, default=d.invert_luma,
-                   help="probability per picture of turning its brightness upside down (luma Y -> 1 - Y) "
-                        "while keeping its colour (0 = off)")
-    a.add_argument("--rsc", type=float, default=d.rsc,
-                   help="share of each batch whose most relied-on features (a third of the last stage's "
-                        "channels or positions, by gradient) are muted before the head (RSC; 0 = off)")
-    a.add_argument("--consistency", type=float, default=d.consistency,
-                   help="weight of a Jensen-Shannon consistency loss between two independently augmented "
-                        "pictures of each photo (a batch then holds half as many photos; 0 = off)")
-    g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
-    g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
-    g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
-                   help="imagenet mean/std, or per-image standardisation (exposure-invariant)")
-    g.add_argument("--norm", choices=NORMS, default=d.norm,
-                   help="batch norm, or IBN-Net-a blocks (half the channels of each block's first norm in "
-                        "layer1-3 instance-normalised: a picture's own contrast stops mattering there)")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
 
 
 def load_resume_state(run: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
@@ -507,6 +459,14 @@ def load_resume_state(run: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
     return TrainConfig(**ckpt["train_config"]), ckpt["training_state"]
 
 
+def resume_config(run: str | Path) -> TrainConfig:
+    """The settings of the interrupted run in RUN (an ensemble's RUN/config.json, else RUN/last.pt)."""
+    path = Path(run) / "config.json"
+    if path.is_file():
+        return TrainConfig(**json.loads(path.read_text()))
+    return load_resume_state(run)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-dir", nargs="+", help="class-per-folder training data (one or more)")
@@ -515,19 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output-dir")
     parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN with its own settings")
     parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
-    add_train_args(parser)
-    args = parser.parse_args(argv)
+    args, cfg, _ = parse_args(parser, argv)
     distributed.setup()
     try:
-        resume = None
         if args.resume:
-            cfg, resume = load_resume_state(args.resume)
+            cfg = resume_config(args.resume)
             out = Path(args.resume)
             train_dirs, val_dir = cfg.extra["train_dirs"], cfg.extra.get("val_dir")
         else:
             if not args.train_dir or not args.output_dir:
                 parser.error("--train-dir and --output-dir are required (or --resume RUN)")
-            cfg = config_from_args(args)
             out = prepare_output_dir(args.output_dir, args.overwrite)
             distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
             train_dirs, val_dir = args.train_dir, args.val_dir
@@ -537,9 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = MugDataset(val_dir, cfg.input_size, progress=distributed.is_main()) if val_dir else None
         if val is not None and val.num_classes != train.num_classes:
             raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
-        fit(cfg, train_view(train, None, cfg),
-            TransformedSubset(val, transform=eval_transform()) if val is not None else None,
-            train.class_names, out, resume=resume, stop_after=args.stop_after)
+        train_models(cfg, train_view(train, None, cfg),
+                     TransformedSubset(val, transform=eval_transform()) if val is not None else None,
+                     train.class_names, out, resume=bool(args.resume), stop_after=args.stop_after)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

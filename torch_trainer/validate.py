@@ -30,7 +30,8 @@ from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
-from torch_trainer.train import TrainConfig, add_train_args, config_from_args, fit, prepare_output_dir
+from torch_trainer.config import TrainConfig, parse_args
+from torch_trainer.train import prepare_output_dir, train_models
 
 
 def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:
@@ -57,8 +58,8 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
             run_cfg = replace(cfg, seed=seed, extra=dict(cfg.extra))
             log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
             val_set = TransformedSubset(data, val_idx, eval_transform())
-            metrics = fit(run_cfg, train_view(data, train_idx, run_cfg), val_set,
-                          data.class_names, run_dir, log=log)
+            metrics = train_models(run_cfg, train_view(data, train_idx, run_cfg), val_set,
+                                   data.class_names, run_dir, log=log)
             report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)
             pooled_preds += metrics["val_predictions"]
             pooled_targets += metrics["val_targets"]
@@ -95,9 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("shoot", "class-shoot"), default="shoot",
                         help="hold out one shoot of every class per fold, or one shoot of one class")
     parser.add_argument("--overwrite", action="store_true")
-    add_train_args(parser)
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    args, cfg, _ = parse_args(parser, argv)
     try:
         out = prepare_output_dir(args.output_dir, args.overwrite)
         data = MugDataset(args.data_dir, cfg.input_size, progress=True)

@@ -1,6 +1,6 @@
 """Train on DATA/train + DATA/eval, then export the SavedModel to JOB_DIR/exported_model.
 
-    python -m trainer.final_task --data-dir data [--job-dir output] [--epochs N ...]
+    python -m trainer.final_task --data-dir data [--job-dir output] [--recipe NAME] [--epochs N ...]
 
 An existing JOB_DIR/exported_model is kept: the new export gets a timestamp suffix.
 """
@@ -14,7 +14,7 @@ from convert.to_savedmodel import convert_checkpoint, format_report
 from torch_trainer.augment import train_view
 from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.train import fit
+from torch_trainer.train import train_models
 from trainer.job import fresh_dir, parse_job_args, train_root
 
 
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.extra["train_dirs"] = [str(r.resolve()) for r in roots]
         run_dir = fresh_dir(f"{args.job_dir}/checkpoint")
         run_dir.mkdir(parents=True)
-        fit(cfg, train_view(data, None, cfg), None, data.class_names, run_dir)
+        train_models(cfg, train_view(data, None, cfg), None, data.class_names, run_dir)
         export_dir = fresh_dir(f"{args.job_dir}/exported_model")
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
     except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, AssertionError,

@@ -7,24 +7,23 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import DatasetError, split_dir
-from torch_trainer.train import TrainConfig, add_train_args, config_from_args
-from trainer.model import HPARAMS
 
 
 def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, TrainConfig]:
-    """--data-dir, --job-dir and every training flag (defaults from trainer/model.py).
+    """--data-dir, --job-dir, --recipe and every training flag (defaults from the recipe, which
+    defaults to torch_trainer.config.DEFAULT_RECIPE).
 
     Arguments this job does not know (gcloud adds some of its own) are ignored with a note.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir", default="data", help="folder holding train/ and optionally eval/ (or test/)")
     parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go")
-    add_train_args(parser, HPARAMS)
-    args, unknown = parser.parse_known_args(argv)
+    args, cfg, unknown = parse_args(parser, argv, known_only=True)
     if unknown:
         print(f"ignoring arguments this job does not use: {' '.join(unknown)}")
-    return args, config_from_args(args)
+    return args, cfg
 
 
 def train_root(data_dir: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """Train on DATA/train, evaluate on DATA/eval, print accuracy and a per-class report.
 
-    python -m trainer.task --data-dir data [--job-dir output] [--epochs N ...]
+    python -m trainer.task --data-dir data [--job-dir output] [--recipe NAME] [--epochs N ...]
 
 Without an eval split, a validation set is carved out of train in whole groups of
 near-identical burst frames, so that no frame has its twin on the other side.
@@ -16,9 +16,13 @@ from torch_trainer.augment import TransformedSubset, eval_transform, train_view
 from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups, split_dir
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
-from torch_trainer.train import fit
+from torch_trainer.train import train_models
 from trainer.job import fresh_dir, parse_job_args, train_root as find_train_root
-from trainer.model import NEAR_DUPLICATE_THRESHOLD, VAL_FRACTION
+
+# Without an eval split: the share of train held out, in groups of near-identical burst frames
+# (thumbnail distance below the threshold), so that no frame's twin leaks into training.
+VAL_FRACTION = 0.2
+NEAR_DUPLICATE_THRESHOLD = 0.15
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.extra["train_dirs"] = [str(train_root.resolve())]
         run_dir = fresh_dir(f"{args.job_dir}/task_run")
         run_dir.mkdir(parents=True)
-        metrics = fit(cfg, train_set, val_set, train.class_names, run_dir)
+        metrics = train_models(cfg, train_set, val_set, train.class_names, run_dir)
     except (DatasetError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,81 @@
+"""Named recipes: the files in torch_trainer/recipes/, --recipe on every CLI, and clear errors."""
+
+import json
+from dataclasses import fields
+
+import pytest
+
+from conftest import run_module
+from convert.contract import check_contract
+from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, list_recipes, load_recipe
+
+
+def test_every_recipe_file_loads_and_the_default_is_the_dataclass():
+    names = list_recipes()
+    assert DEFAULT_RECIPE in names and 2 <= len(names) <= 4
+    # the dataclass defaults are the default recipe: its file sets nothing else
+    assert load_recipe(DEFAULT_RECIPE) == TrainConfig()
+    settings = {f.name for f in fields(TrainConfig)}
+    for name in names:
+        values = json.loads((RECIPE_DIR / f"{name}.json").read_text())
+        assert values.get("description"), f"{name}.json says what idea it tests"
+        cfg = load_recipe(name)
+        assert cfg.recipe == name
+        for key, value in values.items():
+            if key != "description":
+                assert key in settings and getattr(cfg, key) == value
+    # candidates differ from the default in something
+    assert all(load_recipe(n) != TrainConfig(recipe=n) for n in names if n != DEFAULT_RECIPE)
+
+
+def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
+    bad = tmp_path / "typo.json"
+    bad.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(RecipeError, match=r"typo\.json.*'epoch'"):
+        load_recipe(str(bad))
+    bad.write_text(json.dumps({"epochs": "3"}))
+    with pytest.raises(RecipeError, match=r"typo\.json.*epochs must be of type int"):
+        load_recipe(str(bad))
+    bad.write_text("{not json")
+    with pytest.raises(RecipeError, match=r"typo\.json"):
+        load_recipe(str(bad))
+    good = tmp_path / "mine.json"
+    good.write_text(json.dumps({"epochs": 3, "lr": 1, "ensemble": 1}))
+    cfg = load_recipe(str(good))
+    assert (cfg.epochs, cfg.lr, cfg.ensemble, cfg.recipe) == (3, 1.0, 1, str(good))
+
+
+@pytest.mark.parametrize("module", ["torch_trainer.train", "trainer.final_task", "trainer.task",
+                                    "torch_trainer.validate"])
+def test_unknown_recipe_lists_the_recipes(module, tmp_path):
+    proc = run_module(module, "--recipe", "best-one", "--data-dir", str(tmp_path), "--train-dir", str(tmp_path),
+                      "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "unknown recipe 'best-one'" in proc.stderr and "Traceback" not in proc.stderr
+    for name in list_recipes():
+        assert name in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_sets_defaults_and_flags_override_it(data_root, tmp_path):
+    recipe = tmp_path / "short.json"
+    recipe.write_text(json.dumps({"epochs": 2, "ensemble": 1, "swa_start": 0, "batch_size": 16}))
+    proc = run_module("torch_trainer.train", "--recipe", str(recipe), "--train-dir", str(data_root / "eval"),
+                      "--output-dir", str(tmp_path / "run"), "--weights", "none", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert config["recipe"] == str(recipe)
+    assert (config["epochs"], config["batch_size"], config["ensemble"]) == (1, 16, 1)
+    assert "ema 0.99" in proc.stdout  # swa_start 0 from the recipe: the EMA runs
+
+
+def test_final_task_trains_a_named_recipe(data_root, tmp_path):
+    proc = run_module("trainer.final_task", "--recipe", "plain-ens2", "--data-dir", str(data_root),
+                      "--job-dir", str(tmp_path / "job"), "--epochs", "1", "--weights", "none", "--batch-size", "16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "job" / "checkpoint" / "metrics.json").read_text())
+    assert metrics["config"]["recipe"] == "plain-ens2" and metrics["config"]["ensemble"] == 2
+    assert len(metrics["members"]) == 2
+    # the main job exports the two models as one graph with the contract
+    assert "40 Conv2D" in proc.stdout
+    check_contract(tmp_path / "job" / "exported_model")
