@@ -36,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     from bench.serving import timed
     from check_deployed_model.saved_model import SavedModelPredictor
-    from convert.parity import image_files
+    from torch_trainer.data import image_files
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,7 +52,7 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.3)
-        blobs = [p.read_bytes() for p in image_files(Path(args.images))[:max(args.instances)]]
+        blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.instances)]]
         local = SavedModelPredictor(args.model_dir, "graph")
         print(f"{os.cpu_count()} CPUs, server and {args.clients} clients on this machine, {args.seconds:.0f}s per size")
         print(f"{'instances':>9s} {'req/s':>8s} {'images/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'in-process ms':>14s}")

@@ -46,7 +46,7 @@ def main() -> int:
 
     from check_deployed_model.saved_model import SavedModelPredictor
     from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, ServingModule, load_pixels
-    from convert.parity import image_files
+    from torch_trainer.data import image_files
     from torch_trainer.model import load_checkpoint
 
     torch.set_num_threads(args.threads)
@@ -60,7 +60,7 @@ def main() -> int:
                                    providers=["CPUExecutionProvider"])
     exports = dict(item.split("=", 1) for item in args.model_dir)
     predictors = {name: SavedModelPredictor(path, "graph", threads=args.threads) for name, path in exports.items()}
-    files = image_files(Path(args.images))
+    files = image_files(args.images)
     blobs = [p.read_bytes() for p in files[:max(args.batches)]]
 
     def run_torch(batch):
@@ -73,7 +73,7 @@ def main() -> int:
 
     backends = {"pytorch": run_torch, "onnxruntime": run_ort}
     backends.update({f"savedmodel:{name}": p.predict for name, p in predictors.items()})
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; threads: torch {args.threads} "
+    print(f"{cpu_description()}, {os.cpu_count()} CPUs; threads: torch {args.threads} "
           f"(interop 1), onnxruntime intra {args.threads} inter 1, TF Session intra {args.threads} inter 1; "
           f"spin-waiting {'library defaults' if args.spin else 'off'}; {args.reps} interleaved rounds after 5 "
           f"warm-up rounds, then {args.reps} rounds of each alone; JPEG bytes in, decode included")
@@ -95,6 +95,26 @@ def main() -> int:
             print(f"{name:24s} {b:5d} {med:10.2f} {min(ts):8.2f} {max(ts):8.2f} {med / base:7.2f} "
                   f"{alone[name]:9.2f} {alone[name] / alone['onnxruntime']:7.2f}")
     return 0
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector extensions that decide TensorFlow's kernels: AMX,
+    AVX-512 VNNI / BF16 (stock TF turns oneDNN on by default only with one of these), AVX-512, AVX2."""
+    flags, model = set(), platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        return model
+    kinds = [name for name, flag in (("AMX", "amx_tile"), ("AVX-512 BF16", "avx512_bf16"),
+                                     ("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+             if flag in flags]
+    return f"{model} ({', '.join(kinds) or 'no AVX2'})"
 
 
 def timed(fn, batch, reps: int, warmup: int = 5) -> list[float]:

@@ -1,7 +1,6 @@
-"""Make a prediction request file from image files (or from a drawn mug).
+"""Make a prediction request file from image files.
 
     python -m check_deployed_model.make_request IMAGE... [--format instances|request] -o FILE
-    python -m check_deployed_model.make_request --draw 1 -o check_deployed_model/test.json
 
 `instances` writes one `{"bytes": {"b64": ...}}` per line (`gcloud ai-platform predict
 --json-instances`); `request` writes `{"instances": [...]}` (`gcloud ai endpoints predict
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import sys
 from pathlib import Path
@@ -34,9 +32,7 @@ def render(blobs: Sequence[bytes], fmt: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", nargs="*", help="JPEG or PNG files, sent as they are")
-    parser.add_argument("--draw", type=int, action="append", metavar="CLASS",
-                        help="add a drawn mug of this class (0-3) as a JPEG; repeatable")
+    parser.add_argument("images", nargs="+", help="JPEG or PNG files, sent as they are")
     parser.add_argument("--format", choices=("instances", "request"), default="instances")
     parser.add_argument("-o", "--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
@@ -47,14 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as err:
             print(f"error: {path}: {err.strerror}", file=sys.stderr)
             return 2
-    if args.draw:
-        from check_deployed_model.draw_mug import draw_mug
-        for label in args.draw:
-            buf = io.BytesIO()
-            draw_mug(label, seed=0).save(buf, format="JPEG", quality=95)
-            blobs.append(buf.getvalue())
-    if not blobs:
-        parser.error("give image files or --draw CLASS")
     text = render(blobs, args.format)
     if args.output:
         Path(args.output).write_text(text)

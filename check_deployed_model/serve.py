@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from check_deployed_model.predict import RequestError, instance_bytes, predictions
+from check_deployed_model.client import RequestError, instance_bytes, predictions
 
 MAX_BODY_BYTES = 1_500_000
 PAGE = Path(__file__).with_name("page.html")

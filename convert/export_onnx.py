@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -47,8 +48,6 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
     with warnings.catch_warnings():
         # the size check in MugClassifier.forward is meant to be fixed at trace time
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        # instance norm (--norm ibn) always normalises with the picture's own statistics: right in eval too
-        warnings.filterwarnings("ignore", message=".*'instance_norm' is set to train=True")
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
@@ -64,12 +63,9 @@ def sample_images(folder: str | os.PathLike, limit: int = 64, size: int | None =
     """
     from PIL import Image
 
-    from torch_trainer.data import IMAGE_EXTENSIONS, find_classes, list_images
+    from torch_trainer.data import image_files
     folder = Path(folder)
-    try:
-        per_class = [list_images(c.path) for c in find_classes(folder)]
-    except ValueError:
-        per_class = [sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)]
+    per_class = [list(files) for _, files in itertools.groupby(image_files(folder), key=lambda p: p.parent)]
     if size is not None:
         def fits(path: Path) -> bool:
             try:

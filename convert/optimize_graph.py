@@ -18,6 +18,7 @@ The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the
 
 from __future__ import annotations
 
+import graphlib
 from collections import defaultdict
 from typing import Iterable
 
@@ -125,24 +126,13 @@ class _Rewriter:
 def _topological(graph_def) -> list:
     """Nodes in an order where inputs come first; loop back edges (NextIteration) are ignored."""
     nodes = {n.name: n for n in graph_def.node}
-    deps = {n.name: {_node_name(i) for i in n.input if nodes.get(_node_name(i)) is not None
-                     and nodes[_node_name(i)].op != "NextIteration"} for n in graph_def.node}
-    users = defaultdict(list)
-    for name, ds in deps.items():
-        for d in ds:
-            users[d].append(name)
-    ready = [n.name for n in graph_def.node if not deps[n.name]]
-    order = []
-    while ready:
-        name = ready.pop()
-        order.append(nodes[name])
-        for user in users[name]:
-            deps[user].discard(name)
-            if not deps[user]:
-                ready.append(user)
-    if len(order) != len(graph_def.node):
-        raise ValueError("graph has a cycle outside while loops; cannot reorder it")
-    return order
+    sorter = graphlib.TopologicalSorter({
+        n.name: {_node_name(i) for i in n.input if nodes.get(_node_name(i)) is not None
+                 and nodes[_node_name(i)].op != "NextIteration"} for n in graph_def.node})
+    try:
+        return [nodes[name] for name in sorter.static_order()]
+    except graphlib.CycleError as err:
+        raise ValueError("graph has a cycle outside while loops; cannot reorder it") from err
 
 
 def _perm_of(rw: _Rewriter, node) -> list[int] | None:

@@ -18,16 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, compare, load_pixels, torch_probabilities
-from torch_trainer.data import IMAGE_EXTENSIONS, find_classes, list_images
+from torch_trainer.data import DatasetError, image_files
 from torch_trainer.model import load_checkpoint
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Every image of a class-per-folder tree, or of a flat folder."""
-    try:
-        return [p for c in find_classes(folder) for p in list_images(c.path)]
-    except ValueError:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def sweep(checkpoint: Path, onnx_path: Path, model_dir: Path, files: Sequence[Path], batch: int = 100) -> dict:
@@ -57,9 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="images (class folders or flat)")
     parser.add_argument("--onnx", help="ONNX file (default: next to the checkpoint)")
     args = parser.parse_args(argv)
-    files = image_files(Path(args.data_dir))
+    try:
+        files = image_files(args.data_dir)
+    except DatasetError as err:
+        files, problem = [], err
+    else:
+        problem = f"{args.data_dir}: no images"
     if not files:
-        print(f"error: {args.data_dir}: no images", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     onnx_path = Path(args.onnx) if args.onnx else Path(args.checkpoint).with_suffix(".onnx")
     report = sweep(Path(args.checkpoint), onnx_path, Path(args.model_dir), files)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from check_deployed_model.draw_mug import CLASS_NAMES, draw_mug
+from draw_mug import CLASS_NAMES, draw_mug
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from check_deployed_model.draw_mug import draw_mug
+from draw_mug import draw_mug
 from conftest import write_dataset
 from torch_trainer.data import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
                                 split_dir)

@@ -12,7 +12,7 @@ from torch_trainer.augment import TransformedSubset
 from torch_trainer.data import MugDataset
 from torch_trainer.model import load_checkpoint
 from torch_trainer.config import TrainConfig
-from torch_trainer.train import train_sampler
+from torch_trainer.build import train_sampler
 
 # Accuracy of a 2-process run may differ from a single-process one (different augmentation
 # streams and BN statistics per rank), but not by more than this on the 32 drawn eval images.
@@ -68,46 +68,3 @@ def test_torchrun_resume(data_root, tmp_path):
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [r["epoch"] for r in history] == [1, 2]
     assert "state_dict" in torch.load(out / "model.pt", weights_only=True)
-
-
-def _rsc_steps(rank: int, port: int, result) -> None:
-    import os
-
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    from torch_trainer.model import MugClassifier
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    torch.manual_seed(0)
-    model = MugClassifier("resnet18", 4, 64)
-    model.rsc_share = 1.0
-    step_model = DistributedDataParallel(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    torch.manual_seed(rank + 1)  # each rank its own pictures and its own muted features
-    for _ in range(2):
-        images, labels = torch.rand(4, 3, 64, 64), torch.randint(0, 4, (4,))
-        loss = torch.nn.functional.cross_entropy(step_model(images, labels), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-    gathered = [torch.zeros_like(weights) for _ in range(2)]
-    dist.all_gather(gathered, weights)
-    if rank == 0:
-        result.put(bool(torch.equal(gathered[0], gathered[1])))
-    dist.destroy_process_group()
-
-
-def test_rsc_under_ddp_keeps_ranks_in_sync():
-    # --rsc runs its gradient probe inside forward; DDP must still average every parameter's gradient
-    import socket
-
-    import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    result = ctx.SimpleQueue()
-    mp.start_processes(_rsc_steps, args=(port, result), nprocs=2, start_method="spawn")
-    assert result.get() is True

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from check_deployed_model.make_request import render
-from check_deployed_model.predict import RequestError, instance_bytes, read_instances
+from check_deployed_model.client import RequestError, instance_bytes, read_instances
 from check_deployed_model.saved_model import SavedModelPredictor
+from draw_mug import draw_mug
 from conftest import ROOT, run_module
 
 
@@ -38,7 +39,11 @@ def test_predict_table_matches_in_process_model(export, data_root, tmp_path):
 
 def test_predict_request_format_json(export, tmp_path):
     model_dir, _ = export
-    made = run_module("check_deployed_model.make_request", "--draw", "0", "--draw", "2", "--format", "request",
+    drawn = []
+    for label in (0, 2):
+        drawn.append(tmp_path / f"{label}.jpg")
+        draw_mug(label).save(drawn[-1], quality=95)
+    made = run_module("check_deployed_model.make_request", *map(str, drawn), "--format", "request",
                       "-o", str(tmp_path / "request.json"))
     assert made.returncode == 0, made.stderr
     proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), "--json-request",

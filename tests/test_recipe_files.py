@@ -66,7 +66,7 @@ def test_recipe_sets_defaults_and_flags_override_it(data_root, tmp_path):
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
     assert config["recipe"] == str(recipe)
     assert (config["epochs"], config["batch_size"], config["ensemble"]) == (1, 16, 1)
-    assert "ema 0.99" in proc.stdout  # swa_start 0 from the recipe: the EMA runs
+    assert "no weight average" in proc.stdout  # swa_start 0 from the recipe
 
 
 def test_final_task_trains_a_named_recipe(data_root, tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from check_deployed_model.make_request import render
-from check_deployed_model.predict import cloud_url
+from check_deployed_model.client import cloud_url
 from check_deployed_model.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 

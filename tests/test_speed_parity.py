@@ -45,6 +45,9 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     # ratio to ONNX Runtime interleaved (column 6) and alone (column 8)
     assert all(len(r) == 8 and (r[0] != "onnxruntime" or r[5] == r[7] == "1.00") for r in rows)
     assert "spin-waiting off" in proc.stdout
+    from bench.serving import cpu_description
+    assert cpu_description() in proc.stdout  # the CPU kind decides TF's kernels: it is recorded
+    assert any(kind in cpu_description() for kind in ("AMX", "AVX-512", "AVX2", "no AVX2"))
 
 
 def test_train_throughput_benchmark_runs(data_root):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from torch_trainer.model import ARCHS, INPUT_NORMS, NORMS
+from torch_trainer.model import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
@@ -39,41 +39,20 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    ema_decay: float = 0.99            # EMA of weights per step (with warm-up); 0 turns it off
-    swa_start: float = 0.5             # share of the steps after which weights are averaged uniformly (SWA,
-                                       # instead of the EMA; batch norm recomputed after); 0 = off
+    swa_start: float = 0.5             # share of the steps after which the weights are averaged (SWA; batch
+                                       # norm recomputed after); 0 = off
     ensemble: int = 1                  # models trained with seeds seed..seed+K-1, served as one (mean softmax)
     # augmentation: vary framing and lighting, keep the mug's colour
     crop_scale: float = 0.35           # smallest crop area of RandomResizedCrop
-    rotate: float = 0.0                # max degrees
     brightness: float = 0.5
-    exposure: float = 1.0              # whole-picture brightness factor range [1/e, e], log-uniform (1 = off)
     contrast: float = 0.5
     saturation: float = 0.3
     hue: float = 0.0                   # off: hue is what tells a blue mug from a black one (and costs
                                        # 1.1 ms a picture, a third of the augmentation)
-    blur_p: float = 0.0
-    noise: float = 0.0                 # std of Gaussian pixel noise on [0, 1] pixels
-    erase_p: float = 0.0
-    background_swap: float = 0.0       # probability of pasting the mug onto another photo's background
-    background_gain: float = 1.0       # swapped background brightness factor range [1/g, g], then re-exposed
-    background_mask: str = "ellipse"   # what of the photo is kept as the mug: ellipse | object
-    object_gain: float = 1.0           # swapped samples: the mug's brightness factor range [1/g, g]
-    synthetic_background: float = 0.0  # share of swaps onto a made-up backdrop instead of a photo
-    mixstyle: float = 0.0              # probability per batch of MixStyle after layer1 and layer2 (0 = off)
-    mix: float = 0.0                   # probability per batch of CutMix or MixUp (0 = off)
-    augmix: float = 0.0                # probability per picture of AugMix (0 = off)
-    rand_conv: float = 0.0             # probability per picture of a random convolution (RandConv; 0 = off)
-    rsc: float = 0.0                   # share of each batch trained with its top features muted (RSC; 0 = off)
-    invert_luma: float = 0.0           # probability per picture of brightness turned upside down, colour kept
-    consistency: float = 0.0           # weight of the JS divergence between two augmented pictures of each
-                                       # photo (each batch: batch_size / 2 photos, twice; 0 = off)
     amp: str = "auto"                  # auto (bf16 on CUDA and on CPUs with AMX) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA and with bf16 on the CPU) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
     image_size: int = 64               # what the network sees (resized inside the model; 128: finer logos)
-    input_norm: str = "imagenet"       # imagenet | per-image (exposure-invariant)
-    norm: str = "bn"                   # bn | ibn (instance + batch norm in layer1-3, IBN-Net-a)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -169,70 +148,27 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per-step EMA of weights; 0 = off")
+    g.add_argument("--swa-start", type=float, default=d.swa_start,
+                   help="average the weights from this share of the steps on (SWA, batch norm recomputed "
+                        "after); 0 = off (default %(default)s)")
     g.add_argument("--ensemble", type=int, default=d.ensemble, metavar="K",
                    help="train K models (seeds seed..seed+K-1) and serve the mean of their probabilities "
                         "(default %(default)s)")
-    g.add_argument("--swa-start", type=float, default=d.swa_start,
-                   help="average the weights uniformly from this share of the steps on (SWA) instead of "
-                        "the EMA; 0 = off (default %(default)s)")
     g.add_argument("--amp", choices=AMP_MODES, default=d.amp,
                    help="mixed precision (auto: bf16 on CUDA where supported and on CPUs with AMX, else float32)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
                    help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
-    a = parser.add_argument_group("augmentation")
-    a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
-    a.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees")
-    a.add_argument("--brightness", type=float, default=d.brightness)
-    a.add_argument("--exposure", type=float, default=d.exposure,
-                   help="the whole picture is scaled by up to this factor either way and clipped, "
-                        "log-uniformly (a camera's exposure; 1 = off)")
-    a.add_argument("--contrast", type=float, default=d.contrast)
-    a.add_argument("--saturation", type=float, default=d.saturation)
-    a.add_argument("--hue", type=float, default=d.hue)
-    a.add_argument("--blur-p", type=float, default=d.blur_p, help="probability of a Gaussian blur")
-    a.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian pixel noise (0..1 scale)")
-    a.add_argument("--erase-p", type=float, default=d.erase_p, help="probability of erasing a patch")
-    a.add_argument("--background-swap", type=float, default=d.background_swap,
-                   help="probability of swapping the background with another photo's")
-    a.add_argument("--background-gain", type=float, default=d.background_gain,
-                   help="swapped backgrounds are scaled by up to this factor either way, then the picture is "
-                        "re-exposed to its old mean brightness (1 = off)")
-    a.add_argument("--background-mask", choices=("ellipse", "object"), default=d.background_mask,
-                   help="keep a soft ellipse around the centre, or the object that stands out from the border")
-    a.add_argument("--object-gain", type=float, default=d.object_gain,
-                   help="in swapped samples the mug's brightness is scaled by up to this factor either way (1 = off)")
-    a.add_argument("--synthetic-background", type=float, default=d.synthetic_background,
-                   help="share of swapped backgrounds that are made up (plain, tinted, graded, grainy) "
-                        "instead of taken from another photo")
-    a.add_argument("--mixstyle", type=float, default=d.mixstyle,
-                   help="probability per batch of mixing feature statistics between samples (MixStyle; 0 = off)")
-    a.add_argument("--mix", type=float, default=d.mix,
-                   help="probability per batch of CutMix or MixUp, one of the two at random (0 = off)")
-    a.add_argument("--augmix", type=float, default=d.augmix,
-                   help="probability per picture of AugMix (torchvision's, severity 3; 0 = off)")
-    a.add_argument("--rand-conv", type=float, default=d.rand_conv,
-                   help="probability per picture of filtering it with a random convolution, blended with "
-                        "the original (RandConv: scrambles colour and texture, keeps outlines; 0 = off)")
-    a.add_argument("--invert-luma", type=float, default=d.invert_luma,
-                   help="probability per picture of turning its brightness upside down (luma Y -> 1 - Y) "
-                        "while keeping its colour (0 = off)")
-    a.add_argument("--rsc", type=float, default=d.rsc,
-                   help="share of each batch whose most relied-on features (a third of the last stage's "
-                        "channels or positions, by gradient) are muted before the head (RSC; 0 = off)")
-    a.add_argument("--consistency", type=float, default=d.consistency,
-                   help="weight of a Jensen-Shannon consistency loss between two independently augmented "
-                        "pictures of each photo (a batch then holds half as many photos; 0 = off)")
     g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
-    g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
-                   help="imagenet mean/std, or per-image standardisation (exposure-invariant)")
-    g.add_argument("--norm", choices=NORMS, default=d.norm,
-                   help="batch norm, or IBN-Net-a blocks (half the channels of each block's first norm in "
-                        "layer1-3 instance-normalised: a picture's own contrast stops mattering there)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
+    a = parser.add_argument_group("augmentation")
+    a.add_argument("--crop-scale", type=float, default=d.crop_scale, help="smallest crop area (fraction)")
+    a.add_argument("--brightness", type=float, default=d.brightness)
+    a.add_argument("--contrast", type=float, default=d.contrast)
+    a.add_argument("--saturation", type=float, default=d.saturation)
+    a.add_argument("--hue", type=float, default=d.hue)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -17,7 +17,10 @@ from typing import BinaryIO, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test"), "test": ("eval", "test")}
@@ -60,10 +63,21 @@ def find_classes(root: str | os.PathLike) -> list[ClassFolder]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files of one class folder, hidden files ignored, in a stable order."""
+    """Image files of one folder, hidden files ignored, in a stable order."""
     files = [p for p in folder.iterdir()
              if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=lambda p: (len(p.stem), p.stem, p.suffix))
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Every image file of a class-per-folder tree (class by class), or of a flat folder."""
+    folder = Path(folder)
+    try:
+        return [p for c in find_classes(folder) for p in list_images(c.path)]
+    except DatasetError:
+        if not folder.is_dir():
+            raise
+        return list_images(folder)
 
 
 def split_dir(data_dir: str | os.PathLike, split: str) -> Path | None:
@@ -120,11 +134,11 @@ class MugDataset(Dataset):
                 self.paths += files
                 labels += [c.label] * len(files)
         self.targets = torch.tensor(labels, dtype=torch.long)
-        paths = self.paths
-        if progress:
-            from tqdm import tqdm
-            paths = tqdm(paths, desc="loading images", unit="img", leave=False)
-        self.images = torch.stack([load_image(p, input_size) for p in paths])
+        bar = tqdm(self.paths, desc="loading images", unit="img", leave=False, disable=not progress)
+        try:
+            self.images = torch.stack([load_image(p, input_size) for p in bar])
+        finally:
+            bar.close()  # before an error message, so that it gets a line of its own
 
     @property
     def num_classes(self) -> int:
@@ -149,18 +163,8 @@ def near_duplicate_groups(images: torch.Tensor, threshold: float = 0.15) -> np.n
     thumbs = thumbs - thumbs.mean(1, keepdim=True)
     thumbs = thumbs / thumbs.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-6)
     dist = torch.cdist(thumbs, thumbs) / np.sqrt(thumbs.shape[1])
-    parent = np.arange(len(images))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in torch.nonzero(torch.triu(dist < threshold, diagonal=1)).tolist():
-        parent[find(i)] = find(j)
-    roots = np.array([find(i) for i in range(len(images))])
-    return np.unique(roots, return_inverse=True)[1]
+    _, groups = connected_components(csr_matrix((dist < threshold).numpy()), directed=False)
+    return groups
 
 
 def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float = 0.2,

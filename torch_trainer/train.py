@@ -12,178 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.augment import TransformedSubset, batch_mixer, eval_transform, train_view
-from torch_trainer.config import AMP_MODES, TrainConfig, parse_args
+from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
+    pick_device, result_model, seed_everything, weight_average
+from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import DatasetError, MugDataset
-from torch_trainer.model import Ensemble, MugClassifier, WeightsUnavailable, add_mixstyle, load_checkpoint, \
-    load_imagenet_weights, save_checkpoint
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` is CUDA when present (this process's GPU under torchrun), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and distributed.world_size() > 1:
-        return torch.device("cuda", distributed.local_rank())
-    return torch.device(name)
-
-
-def train_sampler(train_set: Dataset, cfg: TrainConfig, rank: int, world: int) -> DistributedSampler | None:
-    """This rank's shard of the training set (reshuffled each epoch by `set_epoch`), or None alone."""
-    if world <= 1:
-        return None
-    return DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-
-
-def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Generator,
-                      device: torch.device) -> DataLoader:
-    """Shuffled batches of `batch_size` pictures per process; under torchrun each rank gets its own
-    shard. With several views per photo a batch holds `batch_size / views` photos, so that a step
-    costs what it costs without them."""
-    sampler = train_sampler(train_set, cfg, distributed.rank(), distributed.world_size())
-    photos = max(1, cfg.batch_size // getattr(train_set, "views", 1))
-    return DataLoader(train_set, batch_size=photos, shuffle=sampler is None, sampler=sampler,
-                      drop_last=len(train_set) > photos * distributed.world_size(),
-                      generator=generator if sampler is None else None, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-
-
-def js_divergence(logits: torch.Tensor, views: int) -> torch.Tensor:
-    """Mean Jensen-Shannon divergence between the predictions for each photo's `views`
-    consecutive pictures in `logits` (AugMix's consistency loss): zero when every picture of a
-    photo gets the same answer, whatever its background or lighting."""
-    p = logits.float().softmax(1).view(-1, views, logits.shape[1])
-    log_m = p.mean(1, keepdim=True).clamp_min(1e-7).log()
-    return F.kl_div(log_m.expand_as(p), p, reduction="sum") / (p.shape[0] * views)
-
-
-def ema_avg_fn(decay: float):
-    """EMA update with warm-up: the decay grows as (1 + n) / (10 + n) up to `decay`, so that
-    short runs (a few hundred steps) are not dominated by the random initial weights."""
-    def avg(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
-        return averaged * d + current * (1.0 - d)
-    return avg
-
-
-def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | None:
-    """The averaged copy of `model` that validation and the saved checkpoints use, or None.
-
-    With `swa_start` it is a plain mean of the weights after every step from that share of
-    the run on (SWA), else the EMA. The EMA's warm-up keeps its decay below `ema_decay` for
-    the first (10 * decay - 1) / (1 - decay) steps (890 at 0.99), so in a run shorter than
-    that it weighs step k about as k ** 8: 60% of the weight lies on the last tenth of the run.
-    """
-    if not 0 <= cfg.swa_start < 1:
-        raise ValueError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
-    if cfg.swa_start > 0:
-        return AveragedModel(model, use_buffers=True)
-    if cfg.ema_decay > 0:
-        return AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True)
-    return None
-
-
-def result_model(model: torch.nn.Module, average: AveragedModel | None) -> torch.nn.Module:
-    """What validation and the checkpoints see: the average once it holds a step, else `model`
-    (SWA's average is empty until its first step)."""
-    return average.module if average is not None and average.n_averaged > 0 else model
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX: Sapphire Rapids and later).
-
-    Only there is bf16 autocast faster than float32 on the CPU (about 2x per training step with
-    channels-last, measured); elsewhere oneDNN emulates it and it is slower.
-    """
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so tolerate its absence
-    return bool(probe and probe())
-
-
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for this run, or None for full float32.
-
-    auto: bf16 on CUDA (fp16 where bf16 is missing) and on a CPU with AMX, float32 on other CPUs.
-    """
-    if cfg.amp not in AMP_MODES:
-        raise ValueError(f"--amp: unknown mode {cfg.amp!r}")
-    if cfg.amp == "off":
-        return None
-    if device.type == "cpu":
-        if cfg.amp == "fp16":
-            raise ValueError("--amp fp16 needs CUDA; on the CPU use --amp bf16 or off")
-        return torch.bfloat16 if cfg.amp == "bf16" or cpu_has_amx() else None
-    if cfg.amp == "fp16":
-        return torch.float16
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if cfg.amp == "auto" else None)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
-    """A fresh classifier with the initial weights that `cfg.weights` asks for."""
-    model = MugClassifier(cfg.arch, num_classes, cfg.image_size, input_norm=cfg.input_norm, norm=cfg.norm)
-    model.rsc_share = cfg.rsc
-    if cfg.mixstyle:
-        add_mixstyle(model, cfg.mixstyle)
-    if cfg.weights == "imagenet":
-        cfg.extra["pretrained"] = load_imagenet_weights(model, strict=cfg.strict_weights)
-    elif cfg.weights != "none":
-        path = Path(cfg.weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
-        result = model.load_state_dict(state, strict=False)
-        if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"}:
-            raise ValueError(f"--weights: {path} does not fit {cfg.arch}: missing {result.missing_keys[:5]}")
-        cfg.extra["pretrained"] = True
-    else:
-        cfg.extra["pretrained"] = False
-    return model
-
-
-def make_optimizer(model: MugClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; pretrained backbones learn `backbone_lr_scale` slower than the new head."""
-    head = list(model.net.fc.parameters())
-    head_ids = {id(p) for p in head}
-    backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    scale = cfg.backbone_lr_scale if cfg.extra.get("pretrained") else 1.0
-    return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}],
-                             weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up, then cosine decay to zero, stepped per batch."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+from torch_trainer.model import Ensemble, WeightsUnavailable, load_checkpoint, save_checkpoint
 
 
 @torch.no_grad()
@@ -202,13 +49,99 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) -
             "preds": preds, "targets": targets}
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """Create RUN, refusing a non-empty one unless `overwrite`."""
+def check_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """RUN, refused when it is not empty unless `overwrite` (created later, by `fit`)."""
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
-    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class Trainer:
+    """Everything one run changes as it goes: the model, its average, the optimiser, the schedule
+    and the random streams, with the steps a run is made of (an epoch, a checkpoint, a resume)."""
+
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, num_classes: int):
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.device = pick_device(cfg.device)
+        self.model = build_model(cfg, num_classes).to(self.device)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        # on the CPU channels-last pays only together with bf16 (oneDNN's AMX kernels); alone it is slower
+        self.channels_last = cfg.channels_last == "on" or (
+            cfg.channels_last == "auto" and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # every rank augments differently; DDP makes the weights identical anyway
+        seed_everything(cfg.seed + distributed.rank())
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.loader = make_train_loader(train_set, cfg, self.generator, self.device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg, len(self.loader))
+        self.average = weight_average(self.model, cfg)
+        self.average_from = int(cfg.swa_start * cfg.epochs * len(self.loader))  # the first step averaged
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step_model = self.model
+        if distributed.world_size() > 1:
+            self.step_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @property
+    def final(self) -> torch.nn.Module:
+        """The model that validation and the checkpoints see."""
+        return result_model(self.model, self.average)
+
+    def train_one_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training data; returns the epoch's row of the history."""
+        cfg, device = self.cfg, self.device
+        self.model.train()
+        if isinstance(self.loader.sampler, DistributedSampler):
+            self.loader.sampler.set_epoch(epoch)
+        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0,
+                   disable=not distributed.is_main())
+        for images, labels in bar:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                logits = self.step_model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.average is not None and self.scheduler.last_epoch > self.average_from:
+                self.average.update_parameters(self.model)
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
+        return {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
+                "images_per_second": seen / (time.time() - t0)}
+
+    def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int) -> dict[str, Any]:
+        """What RUN/last.pt needs to continue the run exactly where it stopped."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "average": self.average.state_dict() if self.average is not None else {},
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a `state` saved in RUN/last.pt."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        if distributed.is_main():  # the saved stream is rank 0's; other ranks keep their own seed
+            torch.set_rng_state(state["torch_rng"])
 
 
 def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
@@ -217,135 +150,55 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics.
 
     `resume` is the `training_state` of a RUN/last.pt: training continues where it stopped,
-    with the same optimiser, schedule, EMA and random streams, so the result is the one an
+    with the same optimiser, schedule, average and random streams, so the result is the one an
     uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
     """
     out = Path(output_dir)
-    main_rank, world = distributed.is_main(), distributed.world_size()
-    if cfg.rsc and cfg.mix:
-        raise ValueError("--rsc needs each picture's own label: it cannot be combined with --mix")
-    if not 0 <= cfg.rsc <= 1:
-        raise ValueError(f"--rsc must be a share of the batch in [0, 1], not {cfg.rsc}")
-    if cfg.consistency and cfg.mix:
-        raise ValueError("--consistency compares each photo's own pictures: it cannot be combined with --mix")
-    if cfg.consistency < 0:
-        raise ValueError(f"--consistency must be a weight >= 0, not {cfg.consistency}")
-    if not main_rank:
-        log = _quiet
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    model = build_model(cfg, len(class_names)).to(device)
-    amp_dtype = autocast_dtype(cfg, device)
-    # on the CPU channels-last pays only together with bf16 (oneDNN's AMX kernels); alone it is slower
-    channels_last = cfg.channels_last == "on" or (
-        cfg.channels_last == "auto" and (device.type == "cuda" or amp_dtype == torch.bfloat16))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    # every rank augments differently; DDP makes the weights identical anyway
-    seed_everything(cfg.seed + distributed.rank())
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = make_train_loader(train_set, cfg, generator, device)
+    main_rank = distributed.is_main()
+    log = log if main_rank else _quiet
+    trainer = Trainer(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                            pin_memory=device.type == "cuda") if val_set is not None else None
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(train_loader))
-    average = weight_average(model, cfg)
-    average_from = int(cfg.swa_start * cfg.epochs * len(train_loader))  # the first step that is averaged
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    mixer = batch_mixer(cfg, len(class_names))
+                            pin_memory=trainer.device.type == "cuda") if val_set is not None else None
     meta = dict(train_config=asdict(cfg))
-
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if average is not None:
-            average.load_state_dict(resume["ema"])
-        scaler.load_state_dict(resume["scaler"])
-        generator.set_state(resume["generator"])
-        if main_rank:  # the saved stream is rank 0's; other ranks keep their own seed
-            torch.set_rng_state(resume["torch_rng"])
+        trainer.restore(resume)
         history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
         log(f"resuming {out} after epoch {resume['epoch']}")
-    final = result_model(model, average)
-    step_model = model
-    if world > 1:
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
     log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
-        f"validating on {len(val_set) if val_set is not None else 0}, device {device}, "
-        f"{world} process(es) x {torch.get_num_threads()} threads, amp {amp_dtype or 'off'}, "
-        f"channels-last {'on' if channels_last else 'off'}, "
-        + (f"swa from step {average_from + 1}" if cfg.swa_start > 0 else f"ema {cfg.ema_decay or 'off'}"))
+        f"validating on {len(val_set) if val_set is not None else 0}, device {trainer.device}, "
+        f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
+        f"amp {trainer.amp_dtype or 'off'}, channels-last {'on' if trainer.channels_last else 'off'}, "
+        + (f"swa from step {trainer.average_from + 1}" if trainer.average is not None else "no weight average"))
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
             log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
             break
-        model.train()
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0,
-                   disable=not main_rank)
-        for images, labels in bar:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            views = images.shape[1] if images.dim() == 5 else 1  # [photos, views, C, H, W] under --consistency
-            if views > 1:
-                images, labels = images.flatten(0, 1), labels.repeat_interleave(views)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            # train accuracy counts a mixed picture right when it names its original class
-            images, targets = mixer(images, labels) if mixer is not None else (images, labels)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = step_model(images, labels)  # the labels matter only under --rsc
-                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
-                if views > 1:
-                    loss = loss + cfg.consistency * js_divergence(logits, views)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if average is not None and scheduler.last_epoch > average_from:
-                average.update_parameters(model)
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
-        loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "lr": optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
-               "images_per_second": seen / (time.time() - t0)}
-        final = result_model(model, average)
+        row = trainer.train_one_epoch(epoch)
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
         if val_loader is not None and main_rank:
-            result = evaluate(final, val_loader, device)
+            result = evaluate(trainer.final, val_loader, trainer.device)
             row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
             if result["accuracy"] > best_acc:
                 best_acc = result["accuracy"]
-                save_checkpoint(out / "best.pt", final, class_names, cfg.input_size, epoch=epoch, **meta)
+                save_checkpoint(out / "best.pt", trainer.final, class_names, cfg.input_size, epoch=epoch, **meta)
         log(line + f"  ({row['epoch_seconds']:.1f}s)")
         history.append(row)
         ran += 1
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 # "ema" holds either average (the key of checkpoints from before SWA)
-                 "scheduler": scheduler.state_dict(), "ema": average.state_dict() if average is not None else {},
-                 "scaler": scaler.state_dict(), "generator": generator.get_state(),
-                 "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
         if main_rank:
-            save_checkpoint(out / "last.pt", final, class_names, cfg.input_size, epoch=epoch,
-                            training_state=state, **meta)
+            save_checkpoint(out / "last.pt", trainer.final, class_names, cfg.input_size, epoch=epoch,
+                            training_state=trainer.state(history, best_acc, epoch), **meta)
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
-    if complete and cfg.swa_start > 0 and main_rank:
-        recompute_batch_norm(final, train_set, cfg.batch_size, device)
+    if complete and trainer.average is not None and main_rank:
+        recompute_batch_norm(trainer.final, train_set, cfg.batch_size, trainer.device)
         line = "batch-norm statistics of the averaged weights recomputed on the training photos"
         if val_loader is not None:
-            result = evaluate(final, val_loader, device)
+            result = evaluate(trainer.final, val_loader, trainer.device)
             history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f": val acc {result['accuracy']:.4f}"
         log(line)
@@ -353,18 +206,18 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "world_size": world,
+               "class_names": class_names, "config": asdict(cfg), "world_size": distributed.world_size(),
                # the final model's validation predictions, for per-class reports without a second pass
                "val_predictions": result["preds"].tolist() if result is not None else None,
                "val_targets": result["targets"].tolist() if result is not None else None,
                "epochs_run": ran, "complete": complete}
     if main_rank:
-        if metrics["complete"]:
-            save_checkpoint(out / "model.pt", final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
+        if complete:
+            save_checkpoint(out / "model.pt", trainer.final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     distributed.barrier()
     log(f"done in {time.time() - start:.0f}s; wrote "
-        f"{out / 'model.pt' if metrics['complete'] else out / 'last.pt'} and {out / 'metrics.json'}")
+        f"{out / 'model.pt' if complete else out / 'last.pt'} and {out / 'metrics.json'}")
     return metrics
 
 
@@ -394,12 +247,14 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     `stop_after` counts epochs over all members.
     """
     out = Path(output_dir)
+    log = log if distributed.is_main() else _quiet
     if cfg.ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
     if cfg.ensemble == 1:
         state = load_resume_state(out)[1] if resume else None
         return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
     if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     members, ran = [], 0
     for i in range(cfg.ensemble):
@@ -485,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if not args.train_dir or not args.output_dir:
                 parser.error("--train-dir and --output-dir are required (or --resume RUN)")
-            out = prepare_output_dir(args.output_dir, args.overwrite)
+            out = check_output_dir(args.output_dir, args.overwrite)
             distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
             train_dirs, val_dir = args.train_dir, args.val_dir
             cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in train_dirs]

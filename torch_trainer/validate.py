@@ -31,7 +31,7 @@ from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
 from torch_trainer.config import TrainConfig, parse_args
-from torch_trainer.train import prepare_output_dir, train_models
+from torch_trainer.train import check_output_dir, train_models
 
 
 def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:
@@ -98,8 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     args, cfg, _ = parse_args(parser, argv)
     try:
-        out = prepare_output_dir(args.output_dir, args.overwrite)
+        out = check_output_dir(args.output_dir, args.overwrite)
         data = MugDataset(args.data_dir, cfg.input_size, progress=True)
+        out.mkdir(parents=True, exist_ok=True)
         shoots = find_shoots(data.images, data.targets, args.shoots)
         cfg.extra["train_dirs"] = [str(Path(args.data_dir).resolve())]
         started = time.time()

@@ -1,4 +1,4 @@
-"""Draw mug-like pictures of the four classes with Pillow (for tests and the sample request).
+"""Draw mug-like pictures of the four classes with Pillow, for the tests (and the sample request).
 
 ML6's photos may not be shipped with the project; these drawings are visibly different per
 class (white mug, black mug with a white logo, blue mug, clear glass) on varied backgrounds.
