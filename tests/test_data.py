@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from draw_mug import draw_mug
-from conftest import write_dataset
+from conftest import run_module, write_dataset
 from torch_trainer.data import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
                                 split_dir)
 
@@ -90,3 +90,15 @@ def test_near_duplicates_share_a_group_and_a_side():
     assert sorted(train + val) == list(range(36)) and val
     assert not set(groups[train]) & set(groups[val])
     assert set(targets[val].tolist()) == {0, 1, 2, 3}
+
+
+def test_corrupt_image_stops_training_cleanly(tmp_path):
+    write_dataset(tmp_path / "train", 3)
+    (tmp_path / "train" / "1black" / "2.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    proc = run_module("torch_trainer.train", "--train-dir", str(tmp_path / "train"), "--output-dir",
+                      str(tmp_path / "run"), "--weights", "none")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    # the progress bar is cleared first, so that the error starts a line of its own on a terminal
+    last = proc.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(tmp_path / "train" / "1black" / "2.jpg") in last
+    assert not (tmp_path / "run").exists()  # nothing made before the data has loaded
