@@ -119,9 +119,10 @@ class Trainer:
             seen += len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
+        seconds = time.time() - t0
         return {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": time.time() - t0,
-                "images_per_second": seen / (time.time() - t0)}
+                "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": seconds,
+                "images_per_second": seen / seconds}
 
     def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int) -> dict[str, Any]:
         """What RUN/last.pt needs to continue the run exactly where it stopped."""
@@ -240,8 +241,8 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
                  ) -> dict[str, Any]:
     """`fit` one model, or with `cfg.ensemble` K > 1 K models as one ensemble; returns the metrics.
 
-    Member i trains with seed `cfg.seed + i` in RUN/memberI/ (its own model.pt, last.pt and
-    metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
+    RUN/config.json records `cfg` for `--resume`. Member i trains with seed `cfg.seed + i` in
+    RUN/memberI/ (its own model.pt, last.pt and metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
     probabilities) and RUN/metrics.json the members' metrics and the ensemble's validation.
     With `resume`, finished members are kept and an interrupted one continues from its last.pt.
     `stop_after` counts epochs over all members.
@@ -250,12 +251,12 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     log = log if distributed.is_main() else _quiet
     if cfg.ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+    if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.ensemble == 1:
         state = load_resume_state(out)[1] if resume else None
         return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
-    if distributed.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     members, ran = [], 0
     for i in range(cfg.ensemble):
         member_dir = out / f"member{i}"
@@ -285,7 +286,8 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if complete and distributed.is_main():
         ensemble = Ensemble([load_checkpoint(out / f"member{i}" / "model.pt")[0] for i in range(cfg.ensemble)])
         if val_set is not None:
-            result = evaluate(ensemble, DataLoader(val_set, batch_size=cfg.batch_size), torch.device("cpu"))
+            device = pick_device(cfg.device)
+            result = evaluate(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
             metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
                            val_targets=result["targets"].tolist())
             log(f"ensemble of {cfg.ensemble}: val acc {result['accuracy']:.4f} (members: "
@@ -315,7 +317,7 @@ def load_resume_state(run: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
 
 
 def resume_config(run: str | Path) -> TrainConfig:
-    """The settings of the interrupted run in RUN (an ensemble's RUN/config.json, else RUN/last.pt)."""
+    """The settings of the interrupted run in RUN (RUN/config.json; RUN/last.pt for older runs)."""
     path = Path(run) / "config.json"
     if path.is_file():
         return TrainConfig(**json.loads(path.read_text()))
