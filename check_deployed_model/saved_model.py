@@ -48,6 +48,13 @@ class SavedModelPredictor:
             self.input_names = {k: k for k in self._fn.structured_input_signature[1]}
             self.output_names = {k: k for k in self._fn.structured_outputs}
 
+    @property
+    def session(self):
+        """The graph-mode loader's Session (for tracing, as bench.op_profile does)."""
+        if self.loader != "graph":
+            raise AttributeError("only the graph-mode loader has a Session")
+        return self._session
+
     def predict(self, blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Outputs of `serving_default` for a batch of encoded images (JPEG or PNG bytes)."""
         batch = np.array(list(blobs), dtype=object)

@@ -50,6 +50,24 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     assert any(kind in cpu_description() for kind in ("AMX", "AVX-512", "AVX2", "no AVX2"))
 
 
+
+def test_op_profile_puts_each_stage_beside_onnxruntime(export, trained_run, data_root):
+    model_dir, _ = export
+    proc = run_module("bench.op_profile", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+                      str(model_dir), "--images", str(data_root / "eval"), "--reps", "2", "--batches", "1", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from bench.serving import cpu_description
+    assert cpu_description() in proc.stdout and ("on Eigen" in proc.stdout or "on oneDNN" in proc.stdout)
+    for batch in ("1", "3"):
+        section = proc.stdout.split(f"batch {batch}:", 1)[1].split("\nbatch ", 1)[0]
+        rows = {line[:24].strip(): line[24:].split() for line in section.splitlines()[2:] if line.strip()}
+        # one row per ResNet18 stage (output shape at 64 px), timed on both sides
+        assert {k for k in rows if k.startswith("conv ")} == {"conv 32x32x64", "conv 16x16x64", "conv 8x8x128",
+                                                             "conv 4x4x256", "conv 2x2x512"}, rows
+        assert all(float(v[0]) > 0 and float(v[1]) > 0 for k, v in rows.items() if k.startswith("conv")), rows
+        total = rows["all convolutions"]
+        assert abs(float(total[2]) - float(total[0]) / float(total[1])) < 0.01
+
 def test_train_throughput_benchmark_runs(data_root):
     proc = run_module("bench.train_throughput", "--data-dir", str(data_root / "eval"), "--epochs", "2",
                       "--batch-size", "8", "--configs", "cpu:1", "cpu:2")
@@ -65,3 +83,34 @@ def test_server_benchmark_runs(export, data_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit() and "CPUs" not in line]
     assert [r[0] for r in rows] == ["1", "4"] and all(float(r[1]) > 0 for r in rows)
+
+
+def test_runtime_graph_runs_every_convolution_fused(export, data_root):
+    """What TensorFlow actually runs once grappler has rewritten the loaded graph: each of the 20
+    convolutions is one fused kernel with its bias (and its ReLU where the block has one), nothing
+    is left in NCHW, and no zero Pad runs on its own. On TensorFlow's Eigen path (CPUs where oneDNN
+    is off by default) that is `_FusedConv2D`; with oneDNN on, its `_Mkl` counterparts."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+    v1 = tf.compat.v1
+    model_dir, _ = export
+    blobs = np.array([p.read_bytes() for p in sorted((data_root / "eval").rglob("*.jpg"))[:2]], dtype=object)
+    with tf.Graph().as_default(), v1.Session() as session:
+        meta = v1.saved_model.loader.load(session, ["serve"], str(model_dir))
+        sig = meta.signature_def["serving_default"]
+        run_metadata = v1.RunMetadata()
+        session.run(sig.outputs["PROBABILITIES"].name, {sig.inputs["bytes"].name: blobs},
+                    options=v1.RunOptions(output_partition_graphs=True), run_metadata=run_metadata)
+    nodes = [n for graph in run_metadata.partition_graphs for n in graph.node]
+    convs = [n for n in nodes if n.op.endswith("Conv2D")]
+    fused = [[op.decode() for op in n.attr["fused_ops"].list.s] for n in convs]
+    assert len(convs) == 20 and all("FusedConv2D" in n.op for n in convs), sorted({n.op for n in convs})
+    assert all(ops[:1] == ["BiasAdd"] for ops in fused), fused
+    # a ResNet18 has 17 ReLUs: 9 right after a conv, 8 after a block's residual add
+    assert sum("Relu" in ops for ops in fused) + sum(n.op.endswith("Relu") for n in nodes) == 17
+    if not _pywrap_util_port.IsMklEnabled():
+        assert {n.op for n in convs} == {"_FusedConv2D"}
+        assert sorted(map(tuple, fused)) == [("BiasAdd",)] * 11 + [("BiasAdd", "Relu")] * 9
+    assert not any(n.op.endswith("BiasAdd") or n.op in ("Pad", "_MklPad") for n in nodes)
+    assert sum(n.op.endswith("Transpose") for n in nodes) <= 1  # the one before the head's flattening Reshape

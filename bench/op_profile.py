@@ -1,0 +1,133 @@
+"""Where serving time goes: the SavedModel's ops (TensorFlow step stats) beside ONNX Runtime's (its profiler).
+
+    python -m bench.op_profile --checkpoint RUN/model.pt --model-dir EXPORT --images DIR
+        [--threads 2] [--reps 20] [--batches 1 32]
+
+Both run the same model on the same images, the SavedModel through the graph-mode loader
+from JPEG bytes (as gcloud and TF Serving), ONNX Runtime on pixels. For each batch size it
+prints the ms per call that each spends in its convolutions, grouped by output shape (one
+group per ResNet stage), and in every other op kind, with the ratio TF / ORT. Kernel times
+come from tracing, which slows both a little; the untraced median per call is printed too.
+Whether TensorFlow runs its convolutions on oneDNN or on Eigen is printed with the CPU: it is
+what decides them (stock TensorFlow turns oneDNN on by default only on CPUs with AVX-512
+VNNI, AVX-512 BF16 or AMX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from bench.serving import cpu_description, timed
+
+
+def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
+    """ms per call by kind ("conv HxWxC" for a convolution, else the op type), from step stats."""
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    times: Counter = Counter()
+    for _ in range(reps):
+        meta = v1.RunMetadata()
+        session.run(fetch, feed, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE), run_metadata=meta)
+        for node in (n for dev in meta.step_stats.dev_stats for n in dev.node_stats):
+            label = node.timeline_label
+            op = label.split("=", 1)[1].split("(", 1)[0].strip() if "=" in label else node.node_name
+            if "Conv2D" in op and node.output:
+                dims = [d.size for d in node.output[0].tensor_description.shape.dim]  # NHWC
+                op = "conv " + "x".join(map(str, dims[1:]))
+            times[op] += (node.op_end_rel_micros - node.op_start_rel_micros) / 1e3 / reps
+    return times
+
+
+def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> tuple[Counter, float]:
+    """(ms per call by kind, as `tf_op_times` names them; untraced median ms) for ONNX Runtime."""
+    import onnxruntime as ort
+
+    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT
+
+    def session(profile_dir: str | None):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if profile_dir:
+            options.enable_profiling, options.profile_file_prefix = True, f"{profile_dir}/ort"
+        return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+
+    plain = session(None)
+    median = statistics.median(timed(lambda feed: plain.run([ONNX_OUTPUT], feed), {ONNX_INPUT: pixels}, reps))
+    with tempfile.TemporaryDirectory() as tmp:
+        traced = session(tmp)
+        for _ in range(reps):
+            traced.run([ONNX_OUTPUT], {ONNX_INPUT: pixels})
+        events = json.loads(Path(traced.end_profiling()).read_text())
+    times: Counter = Counter()
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"]["op_name"]
+        if op in ("Conv", "FusedConv"):
+            dims = next(iter(event["args"]["output_type_shape"][0].values()))  # NCHW
+            op = f"conv {dims[2]}x{dims[3]}x{dims[1]}"
+        times[op] += event["dur"] / 1e3 / reps
+    return times, median
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="RUN/model.pt (its ONNX file next to it)")
+    parser.add_argument("--model-dir", required=True, help="the SavedModel exported from it")
+    parser.add_argument("--images", required=True, help="folder of JPEGs (class folders or flat)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    from check_deployed_model.saved_model import SavedModelPredictor
+    from convert.export_onnx import load_pixels
+    from torch_trainer.data import image_files
+    from torch_trainer.model import load_checkpoint
+
+    _, meta = load_checkpoint(args.checkpoint)
+    onnx_path = str(Path(args.checkpoint).with_suffix(".onnx"))
+    predictor = SavedModelPredictor(args.model_dir, "graph", threads=args.threads)
+    session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
+    blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.batches)]]
+    print(f"{cpu_description()}; TensorFlow {tf.__version__} convolutions on "
+          f"{'oneDNN' if _pywrap_util_port.IsMklEnabled() else 'Eigen (oneDNN off)'}; "
+          f"{args.threads} threads each, inter-op 1; {args.reps} traced calls per side")
+    for batch in args.batches:
+        feed = {predictor.input_names["bytes"]: blobs[:batch]}
+        tf_median = statistics.median(timed(lambda f: session.run(fetch, f), feed, args.reps))
+        tf_ops = tf_op_times(session, fetch, feed, args.reps)
+        pixels = load_pixels([io.BytesIO(b) for b in blobs[:batch]], meta["input_size"])
+        ort_ops, ort_median = ort_op_times(onnx_path, pixels, args.threads, args.reps)
+        print(f"\nbatch {batch}: untraced median per call, TF {tf_median:.2f} ms (decode included), "
+              f"ORT {ort_median:.2f} ms (pixels in), ratio {tf_median / ort_median:.2f}")
+        print(f"  {'kind':22s} {'TF ms':>8s} {'ORT ms':>8s} {'TF/ORT':>7s}")
+        convs = sorted({k for k in tf_ops | ort_ops if k.startswith("conv ")},
+                       key=lambda k: -int(k.split()[1].split("x")[0]))
+        others = sorted({k for k in tf_ops | ort_ops if not k.startswith("conv ")},
+                        key=lambda k: -max(tf_ops[k], ort_ops[k]))
+        for kind in [*convs, "all convolutions", *others[:8], "all ops"]:
+            if kind == "all convolutions":
+                t, o = (sum(ops[k] for k in convs) for ops in (tf_ops, ort_ops))
+            elif kind == "all ops":
+                t, o = sum(tf_ops.values()), sum(ort_ops.values())
+            else:
+                t, o = tf_ops[kind], ort_ops[kind]
+            print(f"  {kind:22s} {t:8.3f} {o:8.3f} {t / o if o else float('nan'):7.2f}")
+    predictor.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
