@@ -24,7 +24,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.serving import cpu_description, timed
+from bench.serving import cpu_description, ort_session, timed
 
 
 def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
@@ -45,24 +45,12 @@ def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
     return times
 
 
-def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> tuple[Counter, float]:
-    """(ms per call by kind, as `tf_op_times` names them; untraced median ms) for ONNX Runtime."""
-    import onnxruntime as ort
-
+def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> Counter:
+    """ms per call by kind, as `tf_op_times` names them, from ONNX Runtime's profiler (a session
+    of its own: a profile ends with the session's)."""
     from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT
-
-    def session(profile_dir: str | None):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if profile_dir:
-            options.enable_profiling, options.profile_file_prefix = True, f"{profile_dir}/ort"
-        return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-
-    plain = session(None)
-    median = statistics.median(timed(lambda feed: plain.run([ONNX_OUTPUT], feed), {ONNX_INPUT: pixels}, reps))
     with tempfile.TemporaryDirectory() as tmp:
-        traced = session(tmp)
+        traced = ort_session(onnx_path, threads, profile_dir=tmp)
         for _ in range(reps):
             traced.run([ONNX_OUTPUT], {ONNX_INPUT: pixels})
         events = json.loads(Path(traced.end_profiling()).read_text())
@@ -75,7 +63,7 @@ def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> tuple[Count
             dims = next(iter(event["args"]["output_type_shape"][0].values()))  # NCHW
             op = f"conv {dims[2]}x{dims[3]}x{dims[1]}"
         times[op] += event["dur"] / 1e3 / reps
-    return times, median
+    return times
 
 
 def main() -> int:
@@ -92,7 +80,7 @@ def main() -> int:
     from tensorflow.python.util import _pywrap_util_port
 
     from check_deployed_model.saved_model import SavedModelPredictor
-    from convert.export_onnx import load_pixels
+    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, load_pixels
     from torch_trainer.data import image_files
     from torch_trainer.model import load_checkpoint
 
@@ -100,6 +88,7 @@ def main() -> int:
     onnx_path = str(Path(args.checkpoint).with_suffix(".onnx"))
     predictor = SavedModelPredictor(args.model_dir, "graph", threads=args.threads)
     session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
+    ort_plain = ort_session(onnx_path, args.threads)
     blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.batches)]]
     print(f"{cpu_description()}; TensorFlow {tf.__version__} convolutions on "
           f"{'oneDNN' if _pywrap_util_port.IsMklEnabled() else 'Eigen (oneDNN off)'}; "
@@ -109,7 +98,9 @@ def main() -> int:
         tf_median = statistics.median(timed(lambda f: session.run(fetch, f), feed, args.reps))
         tf_ops = tf_op_times(session, fetch, feed, args.reps)
         pixels = load_pixels([io.BytesIO(b) for b in blobs[:batch]], meta["input_size"])
-        ort_ops, ort_median = ort_op_times(onnx_path, pixels, args.threads, args.reps)
+        ort_median = statistics.median(timed(lambda f: ort_plain.run([ONNX_OUTPUT], f), {ONNX_INPUT: pixels},
+                                             args.reps))
+        ort_ops = ort_op_times(onnx_path, pixels, args.threads, args.reps)
         print(f"\nbatch {batch}: untraced median per call, TF {tf_median:.2f} ms (decode included), "
               f"ORT {ort_median:.2f} ms (pixels in), ratio {tf_median / ort_median:.2f}")
         print(f"  {'kind':22s} {'TF ms':>8s} {'ORT ms':>8s} {'TF/ORT':>7s}")

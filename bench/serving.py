@@ -41,7 +41,6 @@ def main() -> int:
     if not args.spin:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch's OpenMP starts, so before importing it
 
-    import onnxruntime as ort
     import torch
 
     from check_deployed_model.saved_model import SavedModelPredictor
@@ -53,11 +52,7 @@ def main() -> int:
     torch.set_num_interop_threads(1)
     model, meta = load_checkpoint(args.checkpoint)
     serving = ServingModule(model).eval()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if args.spin else "0")
-    session = ort.InferenceSession(str(Path(args.checkpoint).with_suffix(".onnx")), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort_session(str(Path(args.checkpoint).with_suffix(".onnx")), args.threads, spin=args.spin)
     exports = dict(item.split("=", 1) for item in args.model_dir)
     predictors = {name: SavedModelPredictor(path, "graph", threads=args.threads) for name, path in exports.items()}
     files = image_files(args.images)
@@ -95,6 +90,18 @@ def main() -> int:
             print(f"{name:24s} {b:5d} {med:10.2f} {min(ts):8.2f} {max(ts):8.2f} {med / base:7.2f} "
                   f"{alone[name]:9.2f} {alone[name] / alone['onnxruntime']:7.2f}")
     return 0
+
+
+def ort_session(onnx_path: str, threads: int, spin: bool = False, profile_dir: str | None = None):
+    """An ONNX Runtime CPU session on `threads` intra-op threads (inter-op 1), spin-waiting off
+    unless `spin`, profiling into `profile_dir` when given."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if profile_dir:
+        options.enable_profiling, options.profile_file_prefix = True, f"{profile_dir}/ort"
+    return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
 
 def cpu_description() -> str:

@@ -51,12 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = image_files(args.data_dir)
+        if not files:
+            raise DatasetError(f"{args.data_dir}: no images")
     except DatasetError as err:
-        files, problem = [], err
-    else:
-        problem = f"{args.data_dir}: no images"
-    if not files:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     onnx_path = Path(args.onnx) if args.onnx else Path(args.checkpoint).with_suffix(".onnx")
     report = sweep(Path(args.checkpoint), onnx_path, Path(args.model_dir), files)

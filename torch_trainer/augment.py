@@ -59,3 +59,8 @@ def train_view(data: MugDataset, indices: Sequence[int] | None, cfg: TrainConfig
 def eval_transform() -> v2.Transform:
     """Plain pictures for validation and evaluation: uint8 to float [0, 1], nothing else."""
     return v2.ToDtype(torch.float32, scale=True)
+
+
+def eval_view(data: MugDataset, indices: Sequence[int] | None = None) -> TransformedSubset:
+    """`data` (or the `indices` of it) as plain samples, for validation and evaluation."""
+    return TransformedSubset(data, indices, eval_transform())

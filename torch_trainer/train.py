@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.augment import TransformedSubset, eval_view, train_view
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
     pick_device, result_model, seed_everything, weight_average
 from torch_trainer.config import TrainConfig, parse_args
@@ -231,7 +231,7 @@ def recompute_batch_norm(model: torch.nn.Module, train_set: Dataset, batch_size:
     """
     photos = train_set
     if isinstance(train_set, TransformedSubset):
-        photos = TransformedSubset(train_set.base, train_set.indices, eval_transform())
+        photos = eval_view(train_set.base, train_set.indices)
     update_bn(DataLoader(photos, batch_size=batch_size), model, device)
     model.eval()
 
@@ -269,7 +269,6 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
             break
         member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, extra=dict(cfg.extra))
         state = load_resume_state(member_dir)[1] if resume and (member_dir / "last.pt").is_file() else None
-        member_dir.mkdir(exist_ok=True)
         log(f"member {i + 1}/{cfg.ensemble} (seed {member_cfg.seed}) in {member_dir}")
         metrics = fit(member_cfg, train_set, val_set, class_names, member_dir, log=log, resume=state,
                       stop_after=None if stop_after is None else stop_after - ran)
@@ -352,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if val is not None and val.num_classes != train.num_classes:
             raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
         train_models(cfg, train_view(train, None, cfg),
-                     TransformedSubset(val, transform=eval_transform()) if val is not None else None,
+                     eval_view(val) if val is not None else None,
                      train.class_names, out, resume=bool(args.resume), stop_after=args.stop_after)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

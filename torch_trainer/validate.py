@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
@@ -57,7 +57,7 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
             run_dir.mkdir(parents=True)
             run_cfg = replace(cfg, seed=seed, extra=dict(cfg.extra))
             log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
-            val_set = TransformedSubset(data, val_idx, eval_transform())
+            val_set = eval_view(data, val_idx)
             metrics = train_models(run_cfg, train_view(data, train_idx, run_cfg), val_set,
                                    data.class_names, run_dir, log=log)
             report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Sequence
 
-from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups, split_dir
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
@@ -34,14 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if eval_root is not None:
             val = MugDataset(eval_root, cfg.input_size, progress=True)
             train_set = train_view(train, None, cfg)
-            val_set = TransformedSubset(val, transform=eval_transform())
+            val_set = eval_view(val)
         else:
             groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
             train_idx, val_idx = group_split(train.targets, groups, VAL_FRACTION, cfg.seed)
             print(f"no eval split in {args.data_dir}: holding out {len(val_idx)} of {len(train)} training "
                   f"images in {len(set(groups[val_idx]))} groups of near-identical frames")
             train_set = train_view(train, train_idx, cfg)
-            val_set = TransformedSubset(train, val_idx, eval_transform())
+            val_set = eval_view(train, val_idx)
         cfg.extra["train_dirs"] = [str(train_root.resolve())]
         run_dir = fresh_dir(f"{args.job_dir}/task_run")
         run_dir.mkdir(parents=True)
