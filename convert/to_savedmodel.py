@@ -202,7 +202,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
         raise FileExistsError(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
     classifier, meta = load_checkpoint(checkpoint)
     input_size, num_classes = meta["input_size"], len(meta["class_names"])
-    image_dir = images or next(iter(meta.get("train_config", {}).get("extra", {}).get("train_dirs", [])), None)
+    image_dir = images or next(iter(meta.get("train_config", {}).get("train_dirs", [])), None)
     if image_dir is None or not Path(image_dir).is_dir():
         raise FileNotFoundError(f"--images: need a folder of real images to check the conversion with "
                                 f"(checkpoint's training folder {image_dir!r} is not available)")

@@ -8,7 +8,7 @@ import torchvision
 from conftest import run_module
 from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
 from torch_trainer.config import TrainConfig
-from torch_trainer.build import autocast_dtype, build_model, cpu_has_amx
+from torch_trainer.build import autocast_dtype, build_model, cpu_has_bf16
 
 
 def test_run_writes_checkpoints_and_metrics(trained_run):
@@ -74,19 +74,19 @@ def test_imagenet_unreachable_falls_back_loudly(monkeypatch, tmp_path):
     cfg = TrainConfig(weights="imagenet")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        build_model(cfg, 4)
+        _, pretrained = build_model(cfg, 4)
     assert any("RANDOM INITIALISATION" in str(w.message) for w in caught)
-    assert cfg.extra["pretrained"] is False
+    assert pretrained is False
     with pytest.raises(WeightsUnavailable, match="could not download ImageNet weights"):
         build_model(TrainConfig(weights="imagenet", strict_weights=True), 4)
 
 
 def test_weights_from_a_checkpoint(trained_run):
     cfg = TrainConfig(weights=str(trained_run / "model.pt"))
-    model = build_model(cfg, 4)
+    model, pretrained = build_model(cfg, 4)
     source, _ = load_checkpoint(trained_run / "model.pt")
     assert torch.equal(model.net.conv1.weight, source.net.conv1.weight)
-    assert cfg.extra["pretrained"] is True
+    assert pretrained is True
 
 
 @pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
@@ -101,11 +101,11 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     cpu = torch.device("cpu")
     assert autocast_dtype(TrainConfig(amp="bf16"), cpu) == torch.bfloat16
     assert autocast_dtype(TrainConfig(amp="off"), cpu) is None
-    assert autocast_dtype(TrainConfig(amp="auto"), cpu) == (torch.bfloat16 if cpu_has_amx() else None)
+    assert autocast_dtype(TrainConfig(amp="auto"), cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
     with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
         autocast_dtype(TrainConfig(amp="fp16"), cpu)
     proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--epochs", "1",
-                      "--weights", "none", "--batch-size", "8", "--amp", "bf16",
+                      "--weights", "none", "--batch-size", "8", "--amp", "bf16", "--ensemble", "1",
                       "--output-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "amp torch.bfloat16" in proc.stdout and "channels-last on" in proc.stdout

@@ -8,7 +8,7 @@ from convert.contract import check_contract
 from torch_trainer.config import TrainConfig
 from trainer.job import parse_job_args
 
-FAST = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--some-gcloud-flag", "x")
+FAST = ("--epochs", "2", "--ensemble", "1", "--weights", "none", "--batch-size", "16", "--some-gcloud-flag", "x")
 
 
 def digest(folder):
@@ -18,8 +18,8 @@ def digest(folder):
 def test_jobs_run_the_default_recipe_unless_told():
     args, cfg = parse_job_args([], "test")
     assert cfg == TrainConfig() and (args.data_dir, args.job_dir) == ("data", "output")
-    _, cfg = parse_job_args(["--recipe", "plain-ens2", "--epochs", "3"], "test")
-    assert (cfg.recipe, cfg.ensemble, cfg.epochs) == ("plain-ens2", 2, 3)
+    _, cfg = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
+    assert (cfg.recipe, cfg.ensemble, cfg.snapshots, cfg.epochs) == ("snapshot3", 1, 3, 3)
 
 
 def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
@@ -46,7 +46,7 @@ def test_final_task_without_eval_trains_on_train_alone(data_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(data_root / "train", data / "train")
     proc = run_module("trainer.final_task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"),
-                      "--epochs", "1", "--weights", "none")
+                      "--epochs", "1", "--ensemble", "1", "--weights", "none")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no eval split" in proc.stdout and "training resnet18 on 96 images" in proc.stdout
     check_contract(tmp_path / "job" / "exported_model")

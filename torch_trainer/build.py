@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LinearLR, SequentialLR
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -43,20 +43,24 @@ def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Gen
                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX: Sapphire Rapids and later).
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware: AVX-512 BF16 (AMD Zen 4 and 5, Intel Cooper
+    Lake) or AMX (Intel Sapphire Rapids and later).
 
-    Only there is bf16 autocast faster than float32 on the CPU (about 2x per training step with
-    channels-last, measured); elsewhere oneDNN emulates it and it is slower.
+    Only there is bf16 autocast faster than float32 on the CPU (2.2x per training step with
+    channels-last on an AMD EPYC with AVX-512 BF16, 1.7x on Intel with AMX; `bench.train_throughput`);
+    elsewhere oneDNN emulates it and it is slower.
     """
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so tolerate its absence
-    return bool(probe and probe())
+    # private probes, so tolerate their absence
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe is not None and probe() for probe in probes)
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The mixed-precision dtype for this run, or None for full float32.
 
-    auto: bf16 on CUDA (fp16 where bf16 is missing) and on a CPU with AMX, float32 on other CPUs.
+    auto: bf16 on CUDA (fp16 where bf16 is missing) and on a CPU with bf16 hardware, float32 on
+    other CPUs.
     """
     if cfg.amp not in AMP_MODES:
         raise ValueError(f"--amp: unknown mode {cfg.amp!r}")
@@ -65,7 +69,7 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if device.type == "cpu":
         if cfg.amp == "fp16":
             raise ValueError("--amp fp16 needs CUDA; on the CPU use --amp bf16 or off")
-        return torch.bfloat16 if cfg.amp == "bf16" or cpu_has_amx() else None
+        return torch.bfloat16 if cfg.amp == "bf16" or cpu_has_bf16() else None
     if cfg.amp == "fp16":
         return torch.float16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if cfg.amp == "auto" else None)
@@ -77,42 +81,63 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
-    """A fresh classifier with the initial weights that `cfg.weights` asks for."""
+def build_model(cfg: TrainConfig, num_classes: int) -> tuple[MugClassifier, bool]:
+    """A fresh classifier with the initial weights that `cfg.weights` asks for, and whether they
+    are pretrained (False where ImageNet weights were asked for but unreachable)."""
     model = MugClassifier(cfg.arch, num_classes, cfg.image_size)
     if cfg.weights == "imagenet":
-        cfg.extra["pretrained"] = load_imagenet_weights(model, strict=cfg.strict_weights)
-    elif cfg.weights != "none":
-        path = Path(cfg.weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
-        result = model.load_state_dict(state, strict=False)
-        if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"}:
-            raise ValueError(f"--weights: {path} does not fit {cfg.arch}: missing {result.missing_keys[:5]}")
-        cfg.extra["pretrained"] = True
-    else:
-        cfg.extra["pretrained"] = False
-    return model
+        return model, load_imagenet_weights(model, strict=cfg.strict_weights)
+    if cfg.weights == "none":
+        return model, False
+    path = Path(cfg.weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
+    result = model.load_state_dict(state, strict=False)
+    if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"}:
+        raise ValueError(f"--weights: {path} does not fit {cfg.arch}: missing {result.missing_keys[:5]}")
+    return model, True
 
 
-def make_optimizer(model: MugClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: MugClassifier, cfg: TrainConfig, pretrained: bool) -> torch.optim.Optimizer:
     """AdamW; pretrained backbones learn `backbone_lr_scale` slower than the new head."""
     head = list(model.net.fc.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    scale = cfg.backbone_lr_scale if cfg.extra.get("pretrained") else 1.0
+    scale = cfg.backbone_lr_scale if pretrained else 1.0
     return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}],
                              weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up, then cosine decay to zero, stepped per batch."""
+def cycles(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, steps per cosine cycle) of the run: `snapshots` cycles fill the steps
+    after the warm-up, which takes whatever does not divide evenly."""
+    if cfg.snapshots < 1:
+        raise ValueError(f"--snapshots must be at least 1, not {cfg.snapshots}")
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
-    cosine = CosineAnnealingLR(optimizer, T_max=total - warmup)
+    cycle = (total - warmup) // cfg.snapshots
+    if cycle < 1:
+        raise ValueError(f"--snapshots {cfg.snapshots}: the run has only {total - warmup} steps after its warm-up")
+    return total - cycle * cfg.snapshots, cycle
+
+
+def snapshot_steps(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
+    """The steps (counted from 1) that end the cosine cycles; the last is the run's last step."""
+    warmup, cycle = cycles(cfg, steps_per_epoch)
+    return [warmup + cycle * (k + 1) for k in range(cfg.snapshots)]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to zero, stepped per batch; with `snapshots` S > 1 the
+    cosine starts again S times (snapshot ensembles, Huang et al. 2017)."""
+    warmup, cycle = cycles(cfg, steps_per_epoch)
+    if cfg.snapshots > 1:
+        cosine = CosineAnnealingWarmRestarts(optimizer, T_0=cycle)
+    else:
+        cosine = CosineAnnealingLR(optimizer, T_max=cycle)
     if warmup <= 0:
         return cosine
     ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
@@ -124,8 +149,10 @@ def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | 
     `swa_start` of the run on) that validation and the saved checkpoints use, or None."""
     if not 0 <= cfg.swa_start < 1:
         raise ValueError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
+    if cfg.swa_start > 0 and cfg.snapshots > 1:
+        raise ValueError("--swa-start and --snapshots are two ways of averaging one run: choose one")
     # the buffers ride along so that validation during the run is sensible; batch norm is
-    # recomputed properly once training ends (recompute_batch_norm)
+    # recomputed properly once training ends (Trainer.recompute_batch_norm)
     return AveragedModel(model, use_buffers=True) if cfg.swa_start > 0 else None
 
 

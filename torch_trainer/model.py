@@ -22,7 +22,7 @@ class WeightsUnavailable(RuntimeError):
 
 
 class MugClassifier(nn.Module):
-    """ResNet with its input handling built in: float RGB in [0, 1], NCHW, at `input_size`.
+    """ResNet with its input handling built in: float RGB in [0, 1], NCHW, at the serving size.
 
     Resizing to `image_size` and normalisation live here so that training, ONNX export
     and serving all run the exact same preprocessing.
@@ -57,6 +57,8 @@ class MugClassifier(nn.Module):
 class Ensemble(nn.Module):
     """Several classifiers of one architecture answering as one: the mean of their probabilities.
 
+    Each member resizes the pictures to its own `image_size`, so members may see different sizes.
+
     `forward` returns the log of that mean, so that everything that takes logits (softmax,
     argmax, cross-entropy) sees the ensemble's own distribution; the export serves
     `probabilities`, the mean itself, without the log/softmax round trip.
@@ -67,8 +69,8 @@ class Ensemble(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one model")
         first = members[0]
-        if any((m.arch, m.image_size) != (first.arch, first.image_size) for m in members):
-            raise ValueError("the members of an ensemble must share their arch and image size")
+        if any(m.arch != first.arch for m in members):
+            raise ValueError("the members of an ensemble must share their architecture")
         self.members = nn.ModuleList(members)
         self.arch, self.image_size = first.arch, first.image_size
         self.register_buffer("mean", first.mean.clone(), persistent=False)
@@ -121,6 +123,7 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, cl
         "class_names": list(class_names),
         "input_size": input_size,
         "image_size": model.image_size,
+        "member_image_sizes": [m.image_size for m in model.members] if isinstance(model, Ensemble) else [],
         "mean": model.mean.flatten().tolist(),
         "std": model.std.flatten().tolist(),
         **extra,
@@ -146,16 +149,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
-    if ckpt.get("norm", "bn") != "bn" or ckpt.get("input_norm", "imagenet") != "imagenet":
-        raise ValueError(f"{path}: a model with --norm {ckpt.get('norm')} / --input-norm {ckpt.get('input_norm')}, "
-                         "options removed since (see docs/recipe-experiments.md)")
 
-    def classifier() -> MugClassifier:
-        return MugClassifier(ckpt["arch"], len(ckpt["class_names"]), ckpt["image_size"],
-                             tuple(ckpt["mean"]), tuple(ckpt["std"]))
+    def classifier(image_size: int) -> MugClassifier:
+        return MugClassifier(ckpt["arch"], len(ckpt["class_names"]), image_size, tuple(ckpt["mean"]), tuple(ckpt["std"]))
 
     members = ckpt.get("members", 1)
-    model = classifier() if members == 1 else Ensemble([classifier() for _ in range(members)])
+    sizes = ckpt.get("member_image_sizes") or [ckpt["image_size"]] * members
+    model = classifier(ckpt["image_size"]) if members == 1 else Ensemble([classifier(size) for size in sizes])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

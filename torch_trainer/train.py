@@ -3,14 +3,16 @@
     python -m torch_trainer.train --train-dir data/train [--val-dir data/eval] --output-dir runs/r18
         [--recipe NAME] [flags that override the recipe]
 
-Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state),
-RUN/best.pt (best validation accuracy, when there is validation data) and RUN/metrics.json.
-With `--ensemble K` > 1 each model trains in RUN/memberI/ and RUN/model.pt holds all K.
+Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state), RUN/config.json
+(the settings, for --resume), RUN/best.pt (best validation accuracy, when there is validation
+data) and RUN/metrics.json. With `--ensemble K` > 1 each model trains in RUN/memberI/ and
+RUN/model.pt holds all K.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -25,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from torch_trainer import distributed
-from torch_trainer.augment import TransformedSubset, eval_view, train_view
+from torch_trainer.augment import BatchAugment, eval_view, train_view
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
-    pick_device, result_model, seed_everything, weight_average
+    pick_device, result_model, seed_everything, snapshot_steps, weight_average
 from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.model import Ensemble, WeightsUnavailable, load_checkpoint, save_checkpoint
@@ -65,7 +67,9 @@ class Trainer:
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.device)
-        self.model = build_model(cfg, num_classes).to(self.device)
+        model, self.pretrained = build_model(cfg, num_classes)
+        self.model = model.to(self.device)
+        self.augment = BatchAugment(cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         # on the CPU channels-last pays only together with bf16 (oneDNN's AMX kernels); alone it is slower
         self.channels_last = cfg.channels_last == "on" or (
@@ -76,9 +80,11 @@ class Trainer:
         seed_everything(cfg.seed + distributed.rank())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.loader = make_train_loader(train_set, cfg, self.generator, self.device)
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.optimizer = make_optimizer(self.model, cfg, self.pretrained)
         self.scheduler = make_scheduler(self.optimizer, cfg, len(self.loader))
         self.average = weight_average(self.model, cfg)
+        self.snapshot_at = snapshot_steps(cfg, len(self.loader)) if cfg.snapshots > 1 else []
+        self.snapshots: list[dict[str, torch.Tensor]] = []  # the weights at the end of each cosine cycle
         self.average_from = int(cfg.swa_start * cfg.epochs * len(self.loader))  # the first step averaged
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step_model = self.model
@@ -88,8 +94,30 @@ class Trainer:
 
     @property
     def final(self) -> torch.nn.Module:
-        """The model that validation and the checkpoints see."""
+        """The model that validation and the checkpoints see: the snapshot ensemble once every
+        cycle has ended, else the weight average once it holds a step, else the model."""
+        if self.snapshot_at and len(self.snapshots) == len(self.snapshot_at):
+            members = []
+            for state in self.snapshots:
+                member = copy.deepcopy(self.model)
+                member.load_state_dict(state)
+                members.append(member.eval())
+            return Ensemble(members)
         return result_model(self.model, self.average)
+
+    def recompute_batch_norm(self) -> None:
+        """Batch-norm statistics for the averaged weights, from one augmented pass over the
+        training photos.
+
+        SWA averages the weights of many steps, and the running statistics it averages along
+        with them belong to none of those weights (`torch.optim.swa_utils.update_bn` is the fix).
+        The photos go in augmented, as in training: statistics of the plain photos cost 3 to 10
+        points on the withheld scene (issue 27).
+        """
+        model = self.final
+        batches = ((self.augment(images.to(self.device)),) for images, _ in self.loader)
+        update_bn(batches, model, self.device)
+        model.eval()
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training data; returns the epoch's row of the history."""
@@ -102,6 +130,7 @@ class Trainer:
                    disable=not distributed.is_main())
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images = self.augment(images)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
@@ -114,6 +143,8 @@ class Trainer:
             self.scheduler.step()
             if self.average is not None and self.scheduler.last_epoch > self.average_from:
                 self.average.update_parameters(self.model)
+            if self.scheduler.last_epoch in self.snapshot_at:
+                self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -129,6 +160,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "average": self.average.state_dict() if self.average is not None else {},
+                "snapshots": self.snapshots,
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
 
@@ -139,6 +171,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.average is not None:
             self.average.load_state_dict(state["average"])
+        self.snapshots = state["snapshots"]
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         if distributed.is_main():  # the saved stream is rank 0's; other ranks keep their own seed
@@ -160,7 +193,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     trainer = Trainer(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
                             pin_memory=trainer.device.type == "cuda") if val_set is not None else None
-    meta = dict(train_config=asdict(cfg))
+    meta = dict(train_config=asdict(cfg), pretrained=trainer.pretrained)
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
         trainer.restore(resume)
@@ -172,7 +205,9 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         f"validating on {len(val_set) if val_set is not None else 0}, device {trainer.device}, "
         f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
         f"amp {trainer.amp_dtype or 'off'}, channels-last {'on' if trainer.channels_last else 'off'}, "
-        + (f"swa from step {trainer.average_from + 1}" if trainer.average is not None else "no weight average"))
+        + (f"swa from step {trainer.average_from + 1}" if trainer.average is not None else
+           f"{cfg.snapshots} snapshots (steps {', '.join(map(str, trainer.snapshot_at))})" if trainer.snapshot_at else
+           "no weight average"))
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
@@ -196,8 +231,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
     if complete and trainer.average is not None and main_rank:
-        recompute_batch_norm(trainer.final, train_set, cfg.batch_size, trainer.device)
-        line = "batch-norm statistics of the averaged weights recomputed on the training photos"
+        trainer.recompute_batch_norm()
+        line = "batch-norm statistics of the averaged weights recomputed on augmented training photos"
         if val_loader is not None:
             result = evaluate(trainer.final, val_loader, trainer.device)
             history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
@@ -222,20 +257,6 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     return metrics
 
 
-def recompute_batch_norm(model: torch.nn.Module, train_set: Dataset, batch_size: int, device: torch.device) -> None:
-    """Batch-norm statistics for averaged weights, from one pass over the training photos.
-
-    SWA averages the weights of many steps, and the running statistics it averages along with
-    them belong to none of those weights (`torch.optim.swa_utils.update_bn` is the fix). The
-    photos go in unaugmented: these statistics are the ones the served model will normalise with.
-    """
-    photos = train_set
-    if isinstance(train_set, TransformedSubset):
-        photos = eval_view(train_set.base, train_set.indices)
-    update_bn(DataLoader(photos, batch_size=batch_size), model, device)
-    model.eval()
-
-
 def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
                  output_dir: str | Path, log=print, resume: bool = False, stop_after: int | None = None
                  ) -> dict[str, Any]:
@@ -251,11 +272,13 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     log = log if distributed.is_main() else _quiet
     if cfg.ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+    if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
+        raise ValueError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
     if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.ensemble == 1:
-        state = load_resume_state(out)[1] if resume else None
+        state = load_resume_state(out) if resume else None
         return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
     members, ran = [], 0
     for i in range(cfg.ensemble):
@@ -267,8 +290,9 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
         if stop_after is not None and ran >= stop_after:
             log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
             break
-        member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, extra=dict(cfg.extra))
-        state = load_resume_state(member_dir)[1] if resume and (member_dir / "last.pt").is_file() else None
+        member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, member_image_sizes=[],
+                             image_size=cfg.member_image_sizes[i] if cfg.member_image_sizes else cfg.image_size)
+        state = load_resume_state(member_dir) if resume and (member_dir / "last.pt").is_file() else None
         log(f"member {i + 1}/{cfg.ensemble} (seed {member_cfg.seed}) in {member_dir}")
         metrics = fit(member_cfg, train_set, val_set, class_names, member_dir, log=log, resume=state,
                       stop_after=None if stop_after is None else stop_after - ran)
@@ -283,7 +307,9 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
                "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
                "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
     if complete and distributed.is_main():
-        ensemble = Ensemble([load_checkpoint(out / f"member{i}" / "model.pt")[0] for i in range(cfg.ensemble)])
+        # a member that is itself an ensemble (of snapshots) contributes each of its models
+        ensemble = Ensemble([model for i in range(cfg.ensemble)
+                             for model in flatten(load_checkpoint(out / f"member{i}" / "model.pt")[0])])
         if val_set is not None:
             device = pick_device(cfg.device)
             result = evaluate(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
@@ -293,34 +319,39 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
                 + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in members) + ")")
         save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, epoch=cfg.epochs,
                         train_config=asdict(cfg))
-        log(f"wrote {out / 'model.pt'}: the ensemble of {cfg.ensemble} models")
+        log(f"wrote {out / 'model.pt'}: the ensemble of {len(ensemble.members)} models")
     if distributed.is_main():
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     distributed.barrier()
     return metrics
 
 
+def flatten(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The classifiers of `model`: its members if it is an `Ensemble`, else itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0."""
 
 
-def load_resume_state(run: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config and training state saved in RUN/last.pt."""
+def load_resume_state(run: str | Path) -> dict[str, Any]:
+    """The training state saved in RUN/last.pt."""
     path = Path(run) / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: {path} not found")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "training_state" not in ckpt:
         raise ValueError(f"--resume: {path} holds no training state")
-    return TrainConfig(**ckpt["train_config"]), ckpt["training_state"]
+    return ckpt["training_state"]
 
 
 def resume_config(run: str | Path) -> TrainConfig:
-    """The settings of the interrupted run in RUN (RUN/config.json; RUN/last.pt for older runs)."""
+    """The settings of the interrupted run in RUN (RUN/config.json)."""
     path = Path(run) / "config.json"
-    if path.is_file():
-        return TrainConfig(**json.loads(path.read_text()))
-    return load_resume_state(run)[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} not found (not a run folder of torch_trainer.train?)")
+    return TrainConfig(**json.loads(path.read_text()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,20 +368,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             cfg = resume_config(args.resume)
             out = Path(args.resume)
-            train_dirs, val_dir = cfg.extra["train_dirs"], cfg.extra.get("val_dir")
+            train_dirs, val_dir = cfg.train_dirs, cfg.val_dir
         else:
             if not args.train_dir or not args.output_dir:
                 parser.error("--train-dir and --output-dir are required (or --resume RUN)")
             out = check_output_dir(args.output_dir, args.overwrite)
             distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
             train_dirs, val_dir = args.train_dir, args.val_dir
-            cfg.extra["train_dirs"] = [str(Path(d).resolve()) for d in train_dirs]
-            cfg.extra["val_dir"] = str(Path(val_dir).resolve()) if val_dir else None
+            cfg.train_dirs = [str(Path(d).resolve()) for d in train_dirs]
+            cfg.val_dir = str(Path(val_dir).resolve()) if val_dir else None
         train = MugDataset(train_dirs, cfg.input_size, progress=distributed.is_main())
         val = MugDataset(val_dir, cfg.input_size, progress=distributed.is_main()) if val_dir else None
         if val is not None and val.num_classes != train.num_classes:
             raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
-        train_models(cfg, train_view(train, None, cfg),
+        train_models(cfg, train_view(train),
                      eval_view(val) if val is not None else None,
                      train.class_names, out, resume=bool(args.resume), stop_after=args.stop_after)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:

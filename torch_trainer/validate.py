@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -30,7 +31,7 @@ from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
 from torch_trainer.shoots import find_shoots
-from torch_trainer.config import TrainConfig, parse_args
+from torch_trainer.config import RUN_FIELDS, TrainConfig, parse_args
 from torch_trainer.train import check_output_dir, train_models
 
 
@@ -47,18 +48,16 @@ def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[
 def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
               log=print, protocol: str = "shoot") -> dict:
     """Train and score every (seed, fold) pair; return the summary report."""
-    from dataclasses import replace
-
     runs, pooled_preds, pooled_targets = [], [], []
     for seed in seeds:
         for fold, held_out in folds(shoots, data.targets.numpy(), protocol):
             train_idx, val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
             run_dir = out / f"seed{seed}_{fold}"
             run_dir.mkdir(parents=True)
-            run_cfg = replace(cfg, seed=seed, extra=dict(cfg.extra))
+            run_cfg = replace(cfg, seed=seed)
             log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
             val_set = eval_view(data, val_idx)
-            metrics = train_models(run_cfg, train_view(data, train_idx, run_cfg), val_set,
+            metrics = train_models(run_cfg, train_view(data, train_idx), val_set,
                                    data.class_names, run_dir, log=log)
             report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)
             pooled_preds += metrics["val_predictions"]
@@ -83,7 +82,7 @@ def markdown(summary: dict, cfg: TrainConfig) -> str:
     lines += ["", f"mean {summary['mean_accuracy']:.4f}, min {summary['min_accuracy']:.4f}, "
                   f"max {summary['max_accuracy']:.4f}, std {summary['std_accuracy']:.4f}", "",
               "Pooled over all runs:", "", "```", format_report(summary["pooled"]), "```", "",
-              f"Recipe: `{json.dumps({k: v for k, v in cfg.__dict__.items() if k != 'extra'})}`"]
+              f"Recipe: `{json.dumps({k: v for k, v in cfg.__dict__.items() if k not in RUN_FIELDS})}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = MugDataset(args.data_dir, cfg.input_size, progress=True)
         out.mkdir(parents=True, exist_ok=True)
         shoots = find_shoots(data.images, data.targets, args.shoots)
-        cfg.extra["train_dirs"] = [str(Path(args.data_dir).resolve())]
+        cfg.train_dirs = [str(Path(args.data_dir).resolve())]
         started = time.time()
         summary = run_folds(cfg, data, shoots, args.seeds, out, protocol=args.protocol)
     except (DatasetError, FileExistsError, FileNotFoundError, WeightsUnavailable, ValueError) as err:

@@ -33,16 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = MugDataset(train_root, cfg.input_size, progress=True)
         if eval_root is not None:
             val = MugDataset(eval_root, cfg.input_size, progress=True)
-            train_set = train_view(train, None, cfg)
+            train_set = train_view(train)
             val_set = eval_view(val)
         else:
             groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
             train_idx, val_idx = group_split(train.targets, groups, VAL_FRACTION, cfg.seed)
             print(f"no eval split in {args.data_dir}: holding out {len(val_idx)} of {len(train)} training "
                   f"images in {len(set(groups[val_idx]))} groups of near-identical frames")
-            train_set = train_view(train, train_idx, cfg)
+            train_set = train_view(train, train_idx)
             val_set = eval_view(train, val_idx)
-        cfg.extra["train_dirs"] = [str(train_root.resolve())]
+        cfg.train_dirs = [str(train_root.resolve())]
+        cfg.val_dir = str(eval_root.resolve()) if eval_root is not None else None
         run_dir = fresh_dir(f"{args.job_dir}/task_run")
         run_dir.mkdir(parents=True)
         metrics = train_models(cfg, train_set, val_set, train.class_names, run_dir)
