@@ -24,7 +24,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.serving import cpu_description, ort_session, timed
+from bench.machine import cpu_description
+from bench.serving import ort_session, timed
 
 
 def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import cpu_description
 
 
 def main() -> int:
@@ -102,26 +103,6 @@ def ort_session(onnx_path: str, threads: int, spin: bool = False, profile_dir: s
     if profile_dir:
         options.enable_profiling, options.profile_file_prefix = True, f"{profile_dir}/ort"
     return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-
-
-def cpu_description() -> str:
-    """The CPU's model name and the vector extensions that decide TensorFlow's kernels: AMX,
-    AVX-512 VNNI / BF16 (stock TF turns oneDNN on by default only with one of these), AVX-512, AVX2."""
-    flags, model = set(), platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        return model
-    kinds = [name for name, flag in (("AMX", "amx_tile"), ("AVX-512 BF16", "avx512_bf16"),
-                                     ("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
-             if flag in flags]
-    return f"{model} ({', '.join(kinds) or 'no AVX2'})"
 
 
 def timed(fn, batch, reps: int, warmup: int = 5) -> list[float]:

@@ -6,7 +6,8 @@
 `cpu:N` / `cuda:N` runs N processes (torchrun with DDP when N > 1; gloo on CPU, nccl on CUDA).
 An optional third field fixes the precision: `fp32` (`--amp off --channels-last off`) or `bf16`
 (`--amp bf16 --channels-last on`); without it the trainer's `auto` decides.
-Each run is a real `torch_trainer.train` invocation; images/s is the median over its epochs
+Each run is a real `torch_trainer.train` invocation of one model (`--ensemble 1`; an ensemble
+trains its members one after another at the same rate); images/s is the median over its epochs
 after the first (warm-up), all ranks' images counted. Ratios are to the first config.
 """
 
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench.machine import cpu_description
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISION = {"fp32": ["--amp", "off", "--channels-last", "off"], "bf16": ["--amp", "bf16", "--channels-last", "on"]}
@@ -38,7 +41,7 @@ def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[st
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "-m", "torch_trainer.train"]
         cmd = launcher + ["--train-dir", data_dir, "--output-dir", str(out), "--epochs", str(epochs),
-                          "--weights", "none", "--device", device, "--batch-size", str(batch_size), *extra]
+                          "--ensemble", "1", "--weights", "none", "--device", device, "--batch-size", str(batch_size), *extra]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
                               if device == "cpu" else None)
@@ -58,7 +61,7 @@ def main() -> int:
     parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2"])
     args, extra = parser.parse_known_args()
     import torch
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA devices: {torch.cuda.device_count()}"
+    print(f"{cpu_description()}; torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA devices: {torch.cuda.device_count()}"
           + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
     results = [run(c, args.data_dir, args.epochs, args.batch_size, extra) for c in args.configs]
     base = results[0]["images_per_second"]

@@ -1,5 +1,6 @@
 """An ensemble of K models: trained by seed, saved as one checkpoint, exported as one graph."""
 
+import copy
 import json
 
 import numpy as np
@@ -12,9 +13,11 @@ from check_deployed_model.saved_model import SavedModelPredictor
 from conftest import run_module
 from convert.contract import check_contract
 from convert.export_onnx import load_pixels, torch_probabilities
-from torch_trainer.augment import TransformedSubset, eval_transform
+from torch_trainer.augment import TransformedSubset, eval_transform, train_view
+from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
 from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint
+from torch_trainer.train import Trainer
 
 ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2", "--swa-start", "0.5")
 
@@ -49,19 +52,28 @@ def test_members_train_with_their_own_seeds_and_save_as_one(ensemble_run, data_r
     assert metrics["val_predictions"] == preds.tolist()
 
 
-def test_swa_batch_norm_is_recomputed_on_the_training_photos(ensemble_run, data_root):
-    run, stdout = ensemble_run
-    assert "batch-norm statistics of the averaged weights recomputed" in stdout
-    member, _ = load_checkpoint(run / "member0" / "model.pt")
-    again, _ = load_checkpoint(run / "member0" / "model.pt")
-    photos = TransformedSubset(MugDataset(data_root / "train"), transform=eval_transform())
-    update_bn(DataLoader(photos, batch_size=16), again)
-    for name, buffer in member.state_dict().items():
+def test_swa_batch_norm_is_recomputed_on_augmented_photos(data_root):
+    data = MugDataset(data_root / "train")
+    trainer = Trainer(TrainConfig(weights="none", epochs=2, batch_size=16, swa_start=0.5, ensemble=1),
+                      train_view(data), len(data.class_names))
+    for epoch in (1, 2):
+        trainer.train_one_epoch(epoch)
+    model = trainer.final
+    assert model is trainer.average.module
+    generator, rng = trainer.generator.get_state(), torch.get_rng_state()
+    trainer.recompute_batch_norm()
+    # the same shuffles and augmentation draws, by hand
+    trainer.generator.set_state(generator)
+    torch.set_rng_state(rng)
+    by_hand = copy.deepcopy(model)
+    update_bn([trainer.augment(images) for images, _ in trainer.loader], by_hand)
+    plain = copy.deepcopy(model)
+    update_bn(DataLoader(TransformedSubset(data, transform=eval_transform()), batch_size=16), plain)
+    for name, buffer in model.state_dict().items():
         if "running_" in name:
-            torch.testing.assert_close(buffer, again.state_dict()[name])
-    # and they are not the (averaged) statistics of training: a fresh update from other data moves them
-    update_bn(DataLoader(torch.rand(32, 3, 64, 64), batch_size=16), again)
-    assert not torch.allclose(member.net.bn1.running_mean, again.net.bn1.running_mean)
+            torch.testing.assert_close(buffer, by_hand.state_dict()[name])
+    # what the plain photos would give (as round 1 shipped, 3-10 points worse) is something else
+    assert not torch.allclose(model.net.bn1.running_var, plain.net.bn1.running_var)
 
 
 def test_ensemble_exports_as_one_graph_with_parity(ensemble_run, data_root, tmp_path):
@@ -106,3 +118,53 @@ def test_bad_ensemble_size_is_a_clear_error(data_root, tmp_path):
     proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
                       str(tmp_path / "run"), "--weights", "none", "--ensemble", "0")
     assert proc.returncode == 2 and "--ensemble" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tmp_path):
+    # 32 pictures in batches of 8: 4 steps an epoch; 4 epochs = 4 steps of warm-up + 3 cycles of 4,
+    # so the cycles end with epochs 2, 3 and 4, where last.pt holds the raw weights
+    run = tmp_path / "run"
+    args = ["--train-dir", str(data_root / "eval"), "--epochs", "4", "--snapshots", "3", "--ensemble", "1",
+            "--weights", "none", "--batch-size", "8", "--output-dir", str(run)]
+    raw = []
+    for step_args in (args + ["--stop-after", "2"], ["--resume", str(run), "--stop-after", "1"], ["--resume", str(run)]):
+        proc = run_module("torch_trainer.train", *step_args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        raw.append(torch.load(run / "last.pt", weights_only=True)["training_state"]["model"])
+    assert "3 snapshots (steps 8, 12, 16)" in proc.stdout
+    model, meta = load_checkpoint(run / "model.pt")
+    assert isinstance(model, Ensemble) and meta["members"] == 3
+    for member, state in zip(model.members, raw):
+        for name, value in member.state_dict().items():
+            assert torch.equal(value, state[name]), name
+    assert not torch.equal(raw[0]["net.fc.weight"], raw[2]["net.fc.weight"])
+
+
+def test_snapshots_and_swa_do_not_mix(data_root, tmp_path):
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+                      str(tmp_path / "run"), "--weights", "none", "--snapshots", "3", "--swa-start", "0.5")
+    assert proc.returncode == 2 and "choose one" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_members_of_different_image_sizes_export_as_one_graph(data_root, tmp_path):
+    run, out = tmp_path / "run", tmp_path / "export"
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir", str(run),
+                      "--weights", "none", "--epochs", "1", "--batch-size", "16", "--ensemble", "2",
+                      "--member-image-sizes", "64", "128")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model, meta = load_checkpoint(run / "model.pt")
+    assert [m.image_size for m in model.members] == meta["member_image_sizes"] == [64, 128]
+    proc = run_module("convert.to_savedmodel", "--checkpoint", str(run / "model.pt"), "--output-dir", str(out),
+                      "--images", str(data_root / "eval"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_contract(out)
+    files = sorted((data_root / "eval").rglob("*.jpg"))
+    reference = torch_probabilities(model, load_pixels(files, 64))
+    blobs = [f.read_bytes() for f in files]
+    for loader in ("graph", "tf2"):
+        got = SavedModelPredictor(out, loader).predict(blobs)
+        np.testing.assert_allclose(got["PROBABILITIES"], reference, atol=1e-5)
+        assert np.array_equal(got["CLASSES"], reference.argmax(1))
+    wrong = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+                       str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-image-sizes", "64")
+    assert wrong.returncode == 2 and "--member-image-sizes: 1 sizes for --ensemble 3" in wrong.stderr

@@ -45,7 +45,7 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     # ratio to ONNX Runtime interleaved (column 6) and alone (column 8)
     assert all(len(r) == 8 and (r[0] != "onnxruntime" or r[5] == r[7] == "1.00") for r in rows)
     assert "spin-waiting off" in proc.stdout
-    from bench.serving import cpu_description
+    from bench.machine import cpu_description
     assert cpu_description() in proc.stdout  # the CPU kind decides TF's kernels: it is recorded
     assert any(kind in cpu_description() for kind in ("AMX", "AVX-512", "AVX2", "no AVX2"))
 
@@ -56,7 +56,7 @@ def test_op_profile_puts_each_stage_beside_onnxruntime(export, trained_run, data
     proc = run_module("bench.op_profile", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
                       str(model_dir), "--images", str(data_root / "eval"), "--reps", "2", "--batches", "1", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from bench.serving import cpu_description
+    from bench.machine import cpu_description
     assert cpu_description() in proc.stdout and ("on Eigen" in proc.stdout or "on oneDNN" in proc.stdout)
     for batch in ("1", "3"):
         section = proc.stdout.split(f"batch {batch}:", 1)[1].split("\nbatch ", 1)[0]

@@ -1,0 +1,75 @@
+"""Training augmentation speed: torchvision's per-picture transforms against `BatchAugment`, side by side.
+
+    python -m bench.augment_throughput --data-dir DATA/train [--recipe NAME] [--rounds 5] [--batch-size 64]
+
+Both sides make the same kind of pictures from the same uint8 photos: the per-picture side is
+the v2 pipeline the trainer used before (`RandomResizedCrop`, `RandomHorizontalFlip`,
+`ColorJitter`, float conversion, exposure), called once per photo as a DataLoader with
+`workers=0` calls it; the batch side is `BatchAugment` on batches of `--batch-size`. One epoch
+of each per round, alternating, so that machine noise hits both alike; prints the median
+images/s of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torchvision.transforms import v2
+
+from bench.machine import cpu_description
+from torch_trainer.augment import BatchAugment
+from torch_trainer.config import TrainConfig, parse_args
+from torch_trainer.data import MugDataset
+
+
+def per_picture_transform(cfg: TrainConfig) -> v2.Transform:
+    """The recipe's augmentation as torchvision transforms for one uint8 picture at a time."""
+    exposure = cfg.exposure
+    return v2.Compose([
+        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Lambda(lambda x: (x * exposure ** (2 * torch.rand(()) - 1)).clamp(0, 1)),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="class-per-folder photos")
+    parser.add_argument("--rounds", type=int, default=5)
+    args, cfg, _ = parse_args(parser, argv)
+    data = MugDataset(args.data_dir, cfg.input_size)
+    picture, batch = per_picture_transform(cfg), BatchAugment(cfg)
+    n, size = len(data), cfg.batch_size
+
+    def one_by_one() -> None:
+        for image in data.images:
+            picture(image)
+
+    def by_batch() -> None:
+        for start in range(0, n, size):
+            batch(data.images[start:start + size])
+
+    rates = {"per picture": [], "batch": []}
+    by_batch()  # warm-up
+    for _ in range(args.rounds):
+        for name, epoch in (("per picture", one_by_one), ("batch", by_batch)):
+            started = time.perf_counter()
+            epoch()
+            rates[name].append(n / (time.perf_counter() - started))
+    print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {n} photos, "
+          f"recipe {cfg.recipe}, batches of {size}, median of {args.rounds} rounds")
+    base = statistics.median(rates["per picture"])
+    print(f"{'augmentation':14s} {'images/s':>10s} {'ratio':>7s}")
+    for name, values in rates.items():
+        print(f"{name:14s} {statistics.median(values):10.0f} {statistics.median(values) / base:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
