@@ -80,7 +80,7 @@ def main() -> int:
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
 
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, load_pixels
     from torch_trainer.data import image_files
     from torch_trainer.model import load_checkpoint

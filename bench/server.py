@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
     from bench.serving import timed
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     from torch_trainer.data import image_files
 
     with socket.socket() as s:

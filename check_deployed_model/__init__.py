@@ -1,4 +1,6 @@
-"""Send requests to the exported model, locally or deployed, and print gcloud's table."""
+"""The exported model in use: request files (make_request), predictions locally or from an endpoint
+with gcloud's table (predict, client), a local prediction server (serve) and Vertex AI deployment
+(deploy)."""
 
 import os
 

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not args.model_dir:
             parser.error("--model-dir is required to deploy")
-        from convert.contract import check_contract
+        from serving.contract import check_contract
         try:
             check_contract(args.model_dir)
         except (FileNotFoundError, ValueError) as err:

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[str, Any]]:
     """Predictions of the SavedModel in `model_dir` for encoded images."""
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     try:
         predictor = SavedModelPredictor(model_dir, loader)
     except (FileNotFoundError, ValueError) as err:

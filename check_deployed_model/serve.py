@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvicorn
 
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     try:
         predictor = SavedModelPredictor(args.model_dir, "graph")
     except (FileNotFoundError, ValueError) as err:

@@ -46,7 +46,7 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
     example = torch.zeros(2, input_size, input_size, 3)
     tmp = path.with_suffix(".onnx.tmp")
     with warnings.catch_warnings():
-        # the size check in MugClassifier.forward is meant to be fixed at trace time
+        # the size check in MugClassifier.preprocess is meant to be fixed at trace time
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
@@ -55,29 +55,28 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
     return path
 
 
-def sample_images(folder: str | os.PathLike, limit: int = 64, size: int | None = None) -> list[Path]:
-    """Up to `limit` image files from a class-per-folder tree or a flat folder, spread over classes.
-
-    With `size`, only images that are already `size`x`size` are taken: on those the
-    SavedModel must match PyTorch exactly, while resized inputs are checked separately.
-    """
+def sample_images(folder: str | os.PathLike, limit: int = 64, size: int = 64) -> list[Path]:
+    """Up to `limit` image files of `size`x`size` from a class-per-folder tree or a flat folder,
+    spread over classes: on those the SavedModel must match PyTorch exactly, while resized inputs
+    are checked separately."""
     from PIL import Image
 
     from torch_trainer.data import image_files
     folder = Path(folder)
     per_class = [list(files) for _, files in itertools.groupby(image_files(folder), key=lambda p: p.parent)]
-    if size is not None:
-        def fits(path: Path) -> bool:
-            try:
-                with Image.open(path) as img:
-                    return img.size == (size, size)
-            except OSError:
-                return False
-        per_class = [[p for p in files if fits(p)] for files in per_class]
+
+    def fits(path: Path) -> bool:
+        try:
+            with Image.open(path) as img:
+                return img.size == (size, size)
+        except OSError:
+            return False
+
+    per_class = [[p for p in files if fits(p)] for files in per_class]
     per_class_limit = -(-limit // max(1, len(per_class)))
     picked = [p for files in per_class for p in files[::max(1, len(files) // per_class_limit)][:per_class_limit]]
     if not picked:
-        raise FileNotFoundError(f"{folder}: no {f'{size}x{size} ' if size else ''}images to check the conversion with")
+        raise FileNotFoundError(f"{folder}: no {size}x{size} images to check the conversion with")
     return picked
 
 

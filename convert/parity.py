@@ -26,7 +26,7 @@ def sweep(checkpoint: Path, onnx_path: Path, model_dir: Path, files: Sequence[Pa
     """Max |dprob| and class agreement of ONNX Runtime and the SavedModel against PyTorch."""
     import onnxruntime as ort
 
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     model, meta = load_checkpoint(checkpoint)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     predictor = SavedModelPredictor(model_dir, "graph")

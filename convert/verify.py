@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for blocked in ("onnx_tf", "onnx", "tensorflow_addons", "tensorflow_probability", "torch"):
         sys.modules[blocked] = None  # serving must not need them: importing them now fails
-    from check_deployed_model.saved_model import LOADERS, SavedModelPredictor
-    from convert.contract import check_contract
+    from serving.saved_model import LOADERS, SavedModelPredictor
+    from serving.contract import check_contract
 
     check_contract(args.model_dir)
     blobs = [Path(p).read_bytes() for p in args.images]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from check_deployed_model.saved_model import SavedModelPredictor
+from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
-from convert.contract import check_contract, read_signature
+from serving.contract import check_contract, read_signature
 from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_images, torch_probabilities
 from torch_trainer.model import MugClassifier, load_checkpoint
 
@@ -55,8 +55,8 @@ def test_conversion_report_is_within_bounds(export):
     for key in ("onnxruntime", "graph/files", "graph/png", "tf2/files", "tf2/png"):
         assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0, (key, rows[key])
     assert float(rows["graph/resized_png"][0]) < 0.05
-    # the NHWC rewrite: onnx-tf's 64 Transposes are gone but for the one before the head's
-    # Reshape (the upsampling reads the input's shape through a Gather), every conv bias is a fusable BiasAdd
+    # the NHWC rewrite: onnx-tf's 64 Transposes are gone but for at most the one that feeds the
+    # head's Reshape, and every conv bias is a fusable BiasAdd
     graph = next(line for line in stdout.splitlines() if line.strip().startswith("graph:"))
     counts = {k: int(v) for v, k in (part.strip().split(" ", 1) for part in graph.split(":", 1)[1].split(","))}
     assert counts["Conv2D"] == 20 and counts["BiasAdd"] == 20 and counts["Transpose"] <= 1, graph

@@ -9,9 +9,9 @@ import torch
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
-from check_deployed_model.saved_model import SavedModelPredictor
+from serving.saved_model import SavedModelPredictor
 from conftest import run_module
-from convert.contract import check_contract
+from serving.contract import check_contract
 from convert.export_onnx import load_pixels, torch_probabilities
 from torch_trainer.augment import TransformedSubset, eval_transform, train_view
 from torch_trainer.config import TrainConfig

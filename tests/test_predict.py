@@ -6,7 +6,7 @@ import pytest
 
 from check_deployed_model.make_request import render
 from check_deployed_model.client import RequestError, instance_bytes, read_instances
-from check_deployed_model.saved_model import SavedModelPredictor
+from serving.saved_model import SavedModelPredictor
 from draw_mug import draw_mug
 from conftest import ROOT, run_module
 

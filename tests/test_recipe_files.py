@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 from conftest import run_module
-from convert.contract import check_contract
+from serving.contract import check_contract
 from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, list_recipes, load_recipe
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from check_deployed_model.make_request import render
 from check_deployed_model.client import cloud_url
-from check_deployed_model.saved_model import SavedModelPredictor
+from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 
 ROUTES = ["/v1/models/mug:predict", "/v1/projects/p/models/mug:predict",

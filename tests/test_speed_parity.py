@@ -42,8 +42,8 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("pytorch", "onnxruntime", "savedmodel"))]
     assert {(r[0], r[1]) for r in rows} == {(b, n) for b in ("pytorch", "onnxruntime", "savedmodel:export")
                                             for n in ("1", "4")}
-    # ratio to ONNX Runtime interleaved (column 6) and alone (column 8)
-    assert all(len(r) == 8 and (r[0] != "onnxruntime" or r[5] == r[7] == "1.00") for r in rows)
+    # median, min and max ms, interleaved and alone, each positive
+    assert all(len(r) == 8 and float(r[2]) > 0 and float(r[6]) > 0 for r in rows)
     assert "spin-waiting off" in proc.stdout
     from bench.machine import cpu_description
     assert cpu_description() in proc.stdout  # the CPU kind decides TF's kernels: it is recorded
@@ -65,15 +65,13 @@ def test_op_profile_puts_each_stage_beside_onnxruntime(export, trained_run, data
         assert {k for k in rows if k.startswith("conv ")} == {"conv 32x32x64", "conv 16x16x64", "conv 8x8x128",
                                                              "conv 4x4x256", "conv 2x2x512"}, rows
         assert all(float(v[0]) > 0 and float(v[1]) > 0 for k, v in rows.items() if k.startswith("conv")), rows
-        total = rows["all convolutions"]
-        assert abs(float(total[2]) - float(total[0]) / float(total[1])) < 0.01
 
 def test_train_throughput_benchmark_runs(data_root):
     proc = run_module("bench.train_throughput", "--data-dir", str(data_root / "eval"), "--epochs", "2",
                       "--batch-size", "8", "--configs", "cpu:1", "cpu:2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("cpu:")]
-    assert [r[0] for r in rows] == ["cpu:1", "cpu:2"] and rows[0][2] == "1.00"
+    assert [r[0] for r in rows] == ["cpu:1", "cpu:2"] and all(float(r[1]) > 0 for r in rows)
 
 
 def test_server_benchmark_runs(export, data_root):

@@ -113,3 +113,19 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     assert state["net.fc.weight"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_bf16_autocast_answers_as_float32_does_within_bf16_rounding():
+    """bf16 (what `--amp auto` trains with on CPUs with AVX-512 BF16 or AMX) is not float32 within
+    float tolerance: its 8-bit mantissa rounds every matrix product to about 3 significant digits.
+    What it must keep: logits and probabilities near float32's."""
+    torch.manual_seed(0)
+    model = MugClassifier().eval()
+    images = torch.rand(32, 3, 64, 64)
+    with torch.no_grad():
+        full = model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(images).float()
+    assert not torch.equal(full, half)  # it is a different computation
+    torch.testing.assert_close(half, full, atol=0.05 * full.abs().max().item(), rtol=0)
+    assert (half.softmax(1) - full.softmax(1)).abs().max() < 0.02

@@ -2,9 +2,9 @@ import hashlib
 import shutil
 
 
-from check_deployed_model.saved_model import SavedModelPredictor
+from serving.saved_model import SavedModelPredictor
 from conftest import run_module
-from convert.contract import check_contract
+from serving.contract import check_contract
 from torch_trainer.config import TrainConfig
 from trainer.job import parse_job_args
 

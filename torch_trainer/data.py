@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test"), "test": ("eval", "test")}
+SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test")}
 _CLASS_DIR = re.compile(r"^(\d+)")
 
 
@@ -117,7 +117,6 @@ class MugDataset(Dataset):
                  progress: bool = False):
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         self.roots = [Path(r) for r in roots]
-        self.input_size = input_size
         self.class_names: list[str] = []
         self.paths: list[Path] = []
         labels: list[int] = []

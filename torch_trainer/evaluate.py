@@ -80,7 +80,7 @@ def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int
 
 def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
     """Class predictions of an exported SavedModel on the original image files' bytes."""
-    from check_deployed_model.saved_model import SavedModelPredictor
+    from serving.saved_model import SavedModelPredictor
     predictor = SavedModelPredictor(model_dir, "graph")
     blobs = [p.read_bytes() for p in data.paths]
     return np.concatenate([predictor.predict(blobs[i:i + batch_size])["CLASSES"]

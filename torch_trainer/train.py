@@ -152,7 +152,7 @@ class Trainer:
         loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
         seconds = time.time() - t0
         return {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": seconds,
+                "images": seen, "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": seconds,
                 "images_per_second": seen / seconds}
 
     def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int) -> dict[str, Any]:
