@@ -23,10 +23,8 @@ import numpy as np
 import torch
 
 from torch_trainer.data import DatasetError, MugDataset
-from torch_trainer.evaluate import class_probabilities
-from torch_trainer.model import load_checkpoint
-from torch_trainer.shoots import find_shoots
-from torch_trainer.validate import folds
+from torch_trainer.model import class_probabilities, load_checkpoint
+from torch_trainer.shoots import find_shoots, folds
 
 
 def accuracy(probs: np.ndarray, targets: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.machine import cpu_description
-from bench.serving import ort_session, timed
+from bench.timing import ort_session, timed
 
 
 def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:

@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.timing import timed
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,7 +36,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
-    from bench.serving import timed
     from serving.saved_model import SavedModelPredictor
     from torch_trainer.data import image_files
 

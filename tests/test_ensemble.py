@@ -17,7 +17,7 @@ from torch_trainer.augment import TransformedSubset, eval_transform, train_view
 from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
 from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint
-from torch_trainer.train import Trainer
+from torch_trainer.fit import Trainer
 
 ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2", "--swa-start", "0.5")
 

@@ -51,7 +51,7 @@ def test_validate_reports_every_fold(two_shoots, tmp_path):
 
 
 def test_class_shoot_folds_hold_out_one_class_shoot_each():
-    from torch_trainer.validate import folds
+    from torch_trainer.shoots import folds
     targets = np.repeat([0, 1, 2, 3], 4)
     shoots = np.tile([0, 0, 1, 1], 4)
     held = folds(shoots, targets, "class-shoot")
@@ -69,7 +69,7 @@ def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root
     reports = []
     for flag, value, out in (("--checkpoint", trained_run / "model.pt", tmp_path / "ckpt"),
                              ("--model-dir", model_dir, tmp_path / "saved")):
-        proc = run_module("torch_trainer.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
+        proc = run_module("check_deployed_model.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
                           "--output-dir", str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "accuracy" in proc.stdout and "confusion" in proc.stdout
@@ -138,8 +138,7 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
 
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
     from bench.ensemble import score_report
-    from torch_trainer.evaluate import class_probabilities
-    from torch_trainer.model import load_checkpoint
+    from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
     proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
                       "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "16", "--image-size", "64",

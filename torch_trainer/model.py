@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -160,3 +161,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model, meta
+
+
+@torch.no_grad()
+def class_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
+    probs = [model.probabilities(images[i:i + batch_size].float() / 255) for i in range(0, len(images), batch_size)]
+    return torch.cat(probs).numpy()

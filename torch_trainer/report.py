@@ -1,7 +1,9 @@
-"""Accuracy, per-class precision/recall and the confusion matrix of a set of predictions."""
+"""Accuracy, per-class precision/recall and the confusion matrix of a set of predictions, as text
+and as pictures."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,3 +40,44 @@ def format_report(report: dict[str, Any]) -> str:
     for name, row in zip(names, report["confusion"]):
         lines.append(f"{name:{width}s}" + "".join(f"{v:7d}" for v in row))
     return "\n".join(lines)
+
+
+def plot_confusion(report: dict, path: Path, title: str = "") -> None:
+    """The confusion matrix as a labelled heat map (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(report["per_class"])
+    cm = np.array(report["confusion"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {report['accuracy']:.4f} on {report['images']} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 10) -> None:
+    """A grid of HWC uint8 images with a caption under each (PNG); says so when there are none."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=7)
+    if not images:
+        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -30,3 +30,14 @@ def find_shoots(images: torch.Tensor, targets: torch.Tensor, shoots_per_class: i
         order = list(dict.fromkeys(clusters))  # first-seen order
         shoots[idx] = [order.index(c) for c in clusters]
     return shoots
+
+
+def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:
+    """(name, held-out mask) of every fold of `protocol`: "shoot" holds out shoot k of every class
+    (fold k), "class-shoot" shoot k of class c alone (fold (c, k))."""
+    if protocol == "shoot":
+        return [(f"fold{k}", shoots == k) for k in range(int(shoots.max()) + 1)]
+    if protocol == "class-shoot":
+        return [(f"class{c}_shoot{k}", (targets == c) & (shoots == k))
+                for c in np.unique(targets) for k in np.unique(shoots[targets == c])]
+    raise ValueError(f"--protocol: unknown protocol {protocol!r} (shoot or class-shoot)")

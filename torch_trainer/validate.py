@@ -27,22 +27,11 @@ import numpy as np
 
 from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset
-from torch_trainer.evaluate import plot_confusion
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.report import classification_report, format_report
-from torch_trainer.shoots import find_shoots
+from torch_trainer.report import classification_report, format_report, plot_confusion
+from torch_trainer.shoots import find_shoots, folds
 from torch_trainer.config import RUN_FIELDS, TrainConfig, parse_args
-from torch_trainer.train import check_output_dir, train_models
-
-
-def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[str, np.ndarray]]:
-    """(name, held-out mask) of every fold of `protocol` (see the module docstring)."""
-    if protocol == "shoot":
-        return [(f"fold{k}", shoots == k) for k in range(int(shoots.max()) + 1)]
-    if protocol == "class-shoot":
-        return [(f"class{c}_shoot{k}", (targets == c) & (shoots == k))
-                for c in np.unique(targets) for k in np.unique(shoots[targets == c])]
-    raise ValueError(f"--protocol: unknown protocol {protocol!r} (shoot or class-shoot)")
+from torch_trainer.fit import check_output_dir, train_models
 
 
 def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,

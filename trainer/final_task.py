@@ -14,7 +14,7 @@ from convert.to_savedmodel import convert_checkpoint, format_report
 from torch_trainer.augment import train_view
 from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.train import train_models
+from torch_trainer.fit import train_models
 from trainer.job import fresh_dir, parse_job_args, train_root
 
 

@@ -16,7 +16,7 @@ from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups, split_dir
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_report
-from torch_trainer.train import train_models
+from torch_trainer.fit import train_models
 from trainer.job import fresh_dir, parse_job_args, train_root as find_train_root
 
 # Without an eval split: the share of train held out, in groups of near-identical burst frames

@@ -1,7 +1,7 @@
 """Score a checkpoint or an exported SavedModel on a class-per-folder data set.
 
-    python -m torch_trainer.evaluate --checkpoint RUN/model.pt --data-dir DIR [--output-dir OUT]
-    python -m torch_trainer.evaluate --model-dir EXPORT --data-dir DIR [--output-dir OUT]
+    python -m check_deployed_model.evaluate --checkpoint RUN/model.pt --data-dir DIR [--output-dir OUT]
+    python -m check_deployed_model.evaluate --model-dir EXPORT --data-dir DIR [--output-dir OUT]
 
 Prints accuracy, per-class precision/recall and the confusion matrix; writes OUT/report.json,
 OUT/confusion.png and OUT/misclassified.png (a contact sheet of the mistakes) so that a
@@ -17,70 +17,21 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
+from serving.saved_model import SavedModelPredictor
 from torch_trainer.data import DatasetError, MugDataset
-from torch_trainer.report import classification_report, format_report
-
-
-def plot_confusion(report: dict, path: Path, title: str = "") -> None:
-    """The confusion matrix as a labelled heat map (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(report["per_class"])
-    cm = np.array(report["confusion"])
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=30)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"accuracy {report['accuracy']:.4f} on {report['images']} images")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 10) -> None:
-    """A grid of HWC uint8 images with a caption under each (PNG); says so when there are none."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions):
-        ax.imshow(image)
-        ax.set_title(caption, fontsize=7)
-    if not images:
-        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-@torch.no_grad()
-def class_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
-    probs = [model.probabilities(images[i:i + batch_size].float() / 255) for i in range(0, len(images), batch_size)]
-    return torch.cat(probs).numpy()
+from torch_trainer.model import class_probabilities, load_checkpoint
+from torch_trainer.report import classification_report, contact_sheet, format_report, plot_confusion
 
 
 def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int = 256) -> np.ndarray:
     """Class predictions of a checkpoint on the in-memory images of `data`."""
-    from torch_trainer.model import load_checkpoint
     model, _ = load_checkpoint(checkpoint)
     return class_probabilities(model, data.images, batch_size).argmax(1)
 
 
 def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
     """Class predictions of an exported SavedModel on the original image files' bytes."""
-    from serving.saved_model import SavedModelPredictor
     predictor = SavedModelPredictor(model_dir, "graph")
     blobs = [p.read_bytes() for p in data.paths]
     return np.concatenate([predictor.predict(blobs[i:i + batch_size])["CLASSES"]

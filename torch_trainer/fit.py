@@ -1,0 +1,348 @@
+"""The training loop: one model (`fit`, with its `Trainer`) or an ensemble of them (`train_models`),
+checkpointed into a run folder that an interrupted run resumes from.
+
+A run folder holds RUN/model.pt (the model to export), RUN/last.pt (with optimiser state),
+RUN/config.json (the settings, for resuming), RUN/best.pt (best validation accuracy, when there is
+validation data) and RUN/metrics.json; an ensemble's members train in RUN/memberI/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from torch_trainer import distributed
+from torch_trainer.augment import BatchAugment
+from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
+    pick_device, result_model, seed_everything, snapshot_steps, weight_average
+from torch_trainer.config import TrainConfig
+from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint
+
+
+@torch.no_grad()
+def score_loader(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+    """Loss, accuracy, predictions and targets of `model` over `loader`."""
+    model.eval()
+    losses, preds, targets = [], [], []
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        losses.append(F.cross_entropy(logits, labels, reduction="sum").item())
+        preds.append(logits.argmax(1).cpu())
+        targets.append(labels.cpu())
+    preds, targets = torch.cat(preds), torch.cat(targets)
+    return {"loss": sum(losses) / len(targets), "accuracy": (preds == targets).float().mean().item(),
+            "preds": preds, "targets": targets}
+
+
+def check_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """RUN, refused when it is not empty unless `overwrite` (created later, by `fit`)."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
+    return path
+
+
+class Trainer:
+    """Everything one run changes as it goes: the model, its average, the optimiser, the schedule
+    and the random streams, with the steps a run is made of (an epoch, a checkpoint, a resume)."""
+
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, num_classes: int):
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.device = pick_device(cfg.device)
+        model, self.pretrained = build_model(cfg, num_classes)
+        self.model = model.to(self.device)
+        self.augment = BatchAugment(cfg)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        # on the CPU channels-last pays only together with bf16 (oneDNN's AMX kernels); alone it is slower
+        self.channels_last = cfg.channels_last == "on" or (
+            cfg.channels_last == "auto" and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # every rank augments differently; DDP makes the weights identical anyway
+        seed_everything(cfg.seed + distributed.rank())
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.loader = make_train_loader(train_set, cfg, self.generator, self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.pretrained)
+        self.scheduler = make_scheduler(self.optimizer, cfg, len(self.loader))
+        self.average = weight_average(self.model, cfg)
+        self.snapshot_at = snapshot_steps(cfg, len(self.loader)) if cfg.snapshots > 1 else []
+        self.snapshots: list[dict[str, torch.Tensor]] = []  # the weights at the end of each cosine cycle
+        self.average_from = int(cfg.swa_start * cfg.epochs * len(self.loader))  # the first step averaged
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step_model = self.model
+        if distributed.world_size() > 1:
+            self.step_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @property
+    def final(self) -> torch.nn.Module:
+        """The model that validation and the checkpoints see: the snapshot ensemble once every
+        cycle has ended, else the weight average once it holds a step, else the model."""
+        if self.snapshot_at and len(self.snapshots) == len(self.snapshot_at):
+            members = []
+            for state in self.snapshots:
+                member = copy.deepcopy(self.model)
+                member.load_state_dict(state)
+                members.append(member.eval())
+            return Ensemble(members)
+        return result_model(self.model, self.average)
+
+    def recompute_batch_norm(self) -> None:
+        """Batch-norm statistics for the averaged weights, from one augmented pass over the
+        training photos.
+
+        SWA averages the weights of many steps, and the running statistics it averages along
+        with them belong to none of those weights (`torch.optim.swa_utils.update_bn` is the fix).
+        The photos go in augmented, as in training: statistics of the plain photos cost 3 to 10
+        points on the withheld scene (issue 27).
+        """
+        model = self.final
+        batches = ((self.augment(images.to(self.device)),) for images, _ in self.loader)
+        update_bn(batches, model, self.device)
+        model.eval()
+
+    def train_one_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training data; returns the epoch's row of the history."""
+        cfg, device = self.cfg, self.device
+        self.model.train()
+        if isinstance(self.loader.sampler, DistributedSampler):
+            self.loader.sampler.set_epoch(epoch)
+        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", mininterval=1.0,
+                   disable=not distributed.is_main())
+        for images, labels in bar:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images = self.augment(images)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                logits = self.step_model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.average is not None and self.scheduler.last_epoch > self.average_from:
+                self.average.update_parameters(self.model)
+            if self.scheduler.last_epoch in self.snapshot_at:
+                self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        loss_sum, correct, seen = distributed.sum_across(loss_sum, correct, seen)
+        seconds = time.time() - t0
+        return {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                "images": seen, "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": seconds,
+                "images_per_second": seen / seconds}
+
+    def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int) -> dict[str, Any]:
+        """What RUN/last.pt needs to continue the run exactly where it stopped."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "average": self.average.state_dict() if self.average is not None else {},
+                "snapshots": self.snapshots,
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a `state` saved in RUN/last.pt."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
+        self.snapshots = state["snapshots"]
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        if distributed.is_main():  # the saved stream is rank 0's; other ranks keep their own seed
+            torch.set_rng_state(state["torch_rng"])
+
+
+def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+        output_dir: str | Path, log=print, resume: dict[str, Any] | None = None,
+        stop_after: int | None = None) -> dict[str, Any]:
+    """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics.
+
+    `resume` is the `training_state` of a RUN/last.pt: training continues where it stopped,
+    with the same optimiser, schedule, average and random streams, so the result is the one an
+    uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
+    """
+    out = Path(output_dir)
+    main_rank = distributed.is_main()
+    log = log if main_rank else _quiet
+    trainer = Trainer(cfg, train_set, len(class_names))
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                            pin_memory=trainer.device.type == "cuda") if val_set is not None else None
+    meta = dict(train_config=asdict(cfg), pretrained=trainer.pretrained)
+    history, best_acc, first_epoch, result = [], -1.0, 1, None
+    if resume is not None:
+        trainer.restore(resume)
+        history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
+        log(f"resuming {out} after epoch {resume['epoch']}")
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+    log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
+        f"validating on {len(val_set) if val_set is not None else 0}, device {trainer.device}, "
+        f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
+        f"amp {trainer.amp_dtype or 'off'}, channels-last {'on' if trainer.channels_last else 'off'}, "
+        + (f"swa from step {trainer.average_from + 1}" if trainer.average is not None else
+           f"{cfg.snapshots} snapshots (steps {', '.join(map(str, trainer.snapshot_at))})" if trainer.snapshot_at else
+           "no weight average"))
+    start, ran = time.time(), 0
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            break
+        row = trainer.train_one_epoch(epoch)
+        line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
+        if val_loader is not None and main_rank:
+            result = score_loader(trainer.final, val_loader, trainer.device)
+            row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
+            if result["accuracy"] > best_acc:
+                best_acc = result["accuracy"]
+                save_checkpoint(out / "best.pt", trainer.final, class_names, cfg.input_size, epoch=epoch, **meta)
+        log(line + f"  ({row['epoch_seconds']:.1f}s)")
+        history.append(row)
+        ran += 1
+        if main_rank:
+            save_checkpoint(out / "last.pt", trainer.final, class_names, cfg.input_size, epoch=epoch,
+                            training_state=trainer.state(history, best_acc, epoch), **meta)
+
+    complete = bool(history) and history[-1]["epoch"] == cfg.epochs
+    if complete and trainer.average is not None and main_rank:
+        trainer.recompute_batch_norm()
+        line = "batch-norm statistics of the averaged weights recomputed on augmented training photos"
+        if val_loader is not None:
+            result = score_loader(trainer.final, val_loader, trainer.device)
+            history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            line += f": val acc {result['accuracy']:.4f}"
+        log(line)
+    metrics = {"history": history, "train_seconds": sum(r["epoch_seconds"] for r in history),
+               "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
+               "best_val_accuracy": best_acc if val_loader is not None else None,
+               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
+               "class_names": class_names, "config": asdict(cfg), "world_size": distributed.world_size(),
+               # the final model's validation predictions, for per-class reports without a second pass
+               "val_predictions": result["preds"].tolist() if result is not None else None,
+               "val_targets": result["targets"].tolist() if result is not None else None,
+               "epochs_run": ran, "complete": complete}
+    if main_rank:
+        if complete:
+            save_checkpoint(out / "model.pt", trainer.final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
+    log(f"done in {time.time() - start:.0f}s; wrote "
+        f"{out / 'model.pt' if complete else out / 'last.pt'} and {out / 'metrics.json'}")
+    return metrics
+
+
+def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+                 output_dir: str | Path, log=print, resume: bool = False, stop_after: int | None = None
+                 ) -> dict[str, Any]:
+    """`fit` one model, or with `cfg.ensemble` K > 1 K models as one ensemble; returns the metrics.
+
+    RUN/config.json records `cfg` for `--resume`. Member i trains with seed `cfg.seed + i` in
+    RUN/memberI/ (its own model.pt, last.pt and metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
+    probabilities) and RUN/metrics.json the members' metrics and the ensemble's validation.
+    With `resume`, finished members are kept and an interrupted one continues from its last.pt.
+    `stop_after` counts epochs over all members.
+    """
+    out = Path(output_dir)
+    log = log if distributed.is_main() else _quiet
+    if cfg.ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+    if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
+        raise ValueError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
+    if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if cfg.ensemble == 1:
+        state = load_resume_state(out) if resume else None
+        return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
+    members, ran = [], 0
+    for i in range(cfg.ensemble):
+        member_dir = out / f"member{i}"
+        if (member_dir / "model.pt").is_file() and resume:
+            log(f"member {i + 1}/{cfg.ensemble}: already trained ({member_dir / 'model.pt'})")
+            members.append(json.loads((member_dir / "metrics.json").read_text()))
+            continue
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            break
+        member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, member_image_sizes=[],
+                             image_size=cfg.member_image_sizes[i] if cfg.member_image_sizes else cfg.image_size)
+        state = load_resume_state(member_dir) if resume and (member_dir / "last.pt").is_file() else None
+        log(f"member {i + 1}/{cfg.ensemble} (seed {member_cfg.seed}) in {member_dir}")
+        metrics = fit(member_cfg, train_set, val_set, class_names, member_dir, log=log, resume=state,
+                      stop_after=None if stop_after is None else stop_after - ran)
+        ran += metrics["epochs_run"]
+        members.append(metrics)
+        if not metrics["complete"]:
+            break
+    complete = len(members) == cfg.ensemble and all(m["complete"] for m in members)
+    metrics = {"members": members, "train_seconds": sum(m["train_seconds"] for m in members),
+               "history": [dict(row, member=i) for i, m in enumerate(members) for row in m["history"]],
+               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
+               "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
+               "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
+    if complete and distributed.is_main():
+        # a member that is itself an ensemble (of snapshots) contributes each of its models
+        ensemble = Ensemble([model for i in range(cfg.ensemble)
+                             for model in flatten(load_checkpoint(out / f"member{i}" / "model.pt")[0])])
+        if val_set is not None:
+            device = pick_device(cfg.device)
+            result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
+            metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
+                           val_targets=result["targets"].tolist())
+            log(f"ensemble of {cfg.ensemble}: val acc {result['accuracy']:.4f} (members: "
+                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in members) + ")")
+        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, epoch=cfg.epochs,
+                        train_config=asdict(cfg))
+        log(f"wrote {out / 'model.pt'}: the ensemble of {len(ensemble.members)} models")
+    if distributed.is_main():
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
+    return metrics
+
+
+def flatten(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The classifiers of `model`: its members if it is an `Ensemble`, else itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """The log of ranks other than 0."""
+
+
+def load_resume_state(run: str | Path) -> dict[str, Any]:
+    """The training state saved in RUN/last.pt."""
+    path = Path(run) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} not found")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "training_state" not in ckpt:
+        raise ValueError(f"--resume: {path} holds no training state")
+    return ckpt["training_state"]
+
+
+def resume_config(run: str | Path) -> TrainConfig:
+    """The settings of the interrupted run in RUN (RUN/config.json)."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} not found (not a run folder of torch_trainer.train?)")
+    return TrainConfig(**json.loads(path.read_text()))
