@@ -26,11 +26,15 @@ from pathlib import Path
 
 from bench.machine import cpu_description
 from bench.timing import ort_session, timed
+from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, load_pixels
+from serving.saved_model import SavedModelPredictor
+from torch_trainer.data import image_files
+from torch_trainer.model import load_checkpoint
 
 
 def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
     """ms per call by kind ("conv HxWxC" for a convolution, else the op type), from step stats."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: --help answers without loading TensorFlow
     v1 = tf.compat.v1
     times: Counter = Counter()
     for _ in range(reps):
@@ -49,7 +53,6 @@ def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
 def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> Counter:
     """ms per call by kind, as `tf_op_times` names them, from ONNX Runtime's profiler (a session
     of its own: a profile ends with the session's)."""
-    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT
     with tempfile.TemporaryDirectory() as tmp:
         traced = ort_session(onnx_path, threads, profile_dir=tmp)
         for _ in range(reps):
@@ -77,13 +80,8 @@ def main() -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
 
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: --help answers without loading TensorFlow
     from tensorflow.python.util import _pywrap_util_port
-
-    from serving.saved_model import SavedModelPredictor
-    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, load_pixels
-    from torch_trainer.data import image_files
-    from torch_trainer.model import load_checkpoint
 
     _, meta = load_checkpoint(args.checkpoint)
     onnx_path = str(Path(args.checkpoint).with_suffix(".onnx"))

@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.timing import timed
+from serving.saved_model import SavedModelPredictor
+from torch_trainer.data import image_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,8 +38,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
-    from serving.saved_model import SavedModelPredictor
-    from torch_trainer.data import image_files
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import time
 def ort_session(onnx_path: str, threads: int, spin: bool = False, profile_dir: str | None = None):
     """An ONNX Runtime CPU session on `threads` intra-op threads (inter-op 1), spin-waiting off
     unless `spin`, profiling into `profile_dir` when given."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: the serving benchmarks import torch first, after OMP settings
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")

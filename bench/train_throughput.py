@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="per process")
     parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2"])
     args, extra = parser.parse_known_args()
-    import torch
+    import torch  # deferred: the runs are subprocesses; only the summary line needs it
     print(f"{cpu_description()}; torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA devices: {torch.cuda.device_count()}"
           + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
     results = [run(c, args.data_dir, args.epochs, args.batch_size, extra) for c in args.configs]

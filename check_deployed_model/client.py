@@ -83,7 +83,7 @@ def post_predict(url: str, instances: list[Any], authorized: bool, timeout: floa
     """POST {"instances": ...} to `url` and return its predictions (with application-default
     credentials when `authorized`: google-auth's session is a `requests` session that signs)."""
     if authorized:
-        import google.auth
+        import google.auth  # deferred: only a cloud endpoint needs credentials
         from google.auth.exceptions import DefaultCredentialsError
         from google.auth.transport.requests import AuthorizedSession
         try:

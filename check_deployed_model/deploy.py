@@ -17,6 +17,8 @@ import subprocess
 import sys
 from typing import Sequence
 
+from serving.contract import check_contract
+
 CONTAINER = "{region_prefix}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-12:latest"
 
 
@@ -77,7 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not args.model_dir:
             parser.error("--model-dir is required to deploy")
-        from serving.contract import check_contract
         try:
             check_contract(args.model_dir)
         except (FileNotFoundError, ValueError) as err:

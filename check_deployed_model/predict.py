@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from check_deployed_model.client import RequestError, cloud_url, instance_bytes, post_predict, predictions, \
     read_instances
+from serving.saved_model import SavedModelPredictor
 
 
 def format_table(preds: Sequence[dict[str, Any]]) -> str:
@@ -67,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[str, Any]]:
     """Predictions of the SavedModel in `model_dir` for encoded images."""
-    from serving.saved_model import SavedModelPredictor
     try:
         predictor = SavedModelPredictor(model_dir, loader)
     except (FileNotFoundError, ValueError) as err:

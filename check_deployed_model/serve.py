@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from check_deployed_model.client import RequestError, instance_bytes, predictions
+from serving.saved_model import SavedModelPredictor
 
 MAX_BODY_BYTES = 1_500_000
 PAGE = Path(__file__).with_name("page.html")
@@ -116,9 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-instances", type=int, default=64, help="most instances per request")
     parser.add_argument("--model-name", default="mug")
     args = parser.parse_args(argv)
-    import uvicorn
-
-    from serving.saved_model import SavedModelPredictor
     try:
         predictor = SavedModelPredictor(args.model_dir, "graph")
     except (FileNotFoundError, ValueError) as err:

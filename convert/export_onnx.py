@@ -11,9 +11,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from torch_trainer.data import load_image
+from torch_trainer.data import image_files, load_image
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "probabilities"
 OPSET = 13  # onnx-tf reads opsets 9..20 for a ResNet; torch's dynamo path emits 18+ (see PINS.md)
@@ -59,9 +60,6 @@ def sample_images(folder: str | os.PathLike, limit: int = 64, size: int = 64) ->
     """Up to `limit` image files of `size`x`size` from a class-per-folder tree or a flat folder,
     spread over classes: on those the SavedModel must match PyTorch exactly, while resized inputs
     are checked separately."""
-    from PIL import Image
-
-    from torch_trainer.data import image_files
     folder = Path(folder)
     per_class = [list(files) for _, files in itertools.groupby(image_files(folder), key=lambda p: p.parent)]
 
@@ -101,7 +99,7 @@ def compare(reference: np.ndarray, probs: np.ndarray) -> dict:
 def check_onnx(classifier: nn.Module, onnx_path: str | os.PathLike, pixels: np.ndarray,
                tol: float = PARITY_TOL) -> dict:
     """Run onnxruntime against PyTorch on `pixels`; raise if they disagree beyond `tol`."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: only the parity check runs ONNX Runtime
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     probs = session.run([ONNX_OUTPUT], {ONNX_INPUT: pixels})[0]
     report = compare(torch_probabilities(classifier, pixels), probs)

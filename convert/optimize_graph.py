@@ -38,7 +38,7 @@ PADS = {"Pad", "PadV2", "MirrorPad"}
 
 def fold_constants(graph_def, outputs: Iterable[str]):
     """Grappler's constant folding alone (nothing else), keeping `outputs` (tensor names) fetchable."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: importing this module needs no TensorFlow
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.grappler import tf_optimizer
 
@@ -68,7 +68,7 @@ class _Rewriter:
     """Holds the nodes by name, their constant values, and makes new nodes."""
 
     def __init__(self, graph_def):
-        import tensorflow as tf
+        import tensorflow as tf  # deferred, as fold_constants
         self.tf = tf
         self.graph_def = graph_def
         self.nodes = {n.name: n for n in graph_def.node}
@@ -291,13 +291,13 @@ def biases_to_biasadd(graph_def) -> int:
 
 def prune(graph_def, outputs: Iterable[str]):
     """Only the nodes that the outputs need."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred, as fold_constants
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, sorted({_node_name(t) for t in outputs}))
 
 
 def optimize(graph_def, outputs: Iterable[str]) -> tuple[object, dict[str, int]]:
     """The whole rewrite (steps 1-4); returns the new GraphDef and what each step changed."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred, as fold_constants
     outputs = list(outputs)
     level = tf.get_logger().level
     tf.get_logger().setLevel("ERROR")  # v1 graph tools' deprecation notices: v1 graphs are the point here

@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, compare, load_pixels, torch_probabilities
 from torch_trainer.data import DatasetError, image_files
+from serving.saved_model import SavedModelPredictor
 from torch_trainer.model import load_checkpoint
 
 
 def sweep(checkpoint: Path, onnx_path: Path, model_dir: Path, files: Sequence[Path], batch: int = 100) -> dict:
     """Max |dprob| and class agreement of ONNX Runtime and the SavedModel against PyTorch."""
-    import onnxruntime as ort
-
-    from serving.saved_model import SavedModelPredictor
     model, meta = load_checkpoint(checkpoint)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     predictor = SavedModelPredictor(model_dir, "graph")

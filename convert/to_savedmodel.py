@@ -44,7 +44,7 @@ def decode_images(data, size: int):
     does not and flips predictions). Other sizes are resized with an antialiased
     bilinear filter and rounded to whole levels, like PIL's bilinear resize in training.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: the ONNX side of the export and --help need no TensorFlow
 
     def decode_one(blob):
         image = tf.cond(tf.io.is_jpeg(blob),
@@ -66,8 +66,8 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
 
     Returns (graph_def, input tensor name, {output key: tensor name}, rewrite stats).
     """
-    import onnx
-    import tensorflow as tf
+    import onnx  # deferred: only this step reads ONNX into onnx-tf, which loads TF and every op handler
+    import tensorflow as tf  # deferred, as decode_images
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tensorflow-addons' end-of-life notice, imported by onnx-tf
         from onnx_tf.backend import prepare
@@ -113,7 +113,7 @@ def op_counts(graph_def) -> Counter:
 def save_graph_savedmodel(graph_def, input_name: str, output_names: dict[str, str], export_dir: Path,
                           num_classes: int) -> None:
     """Write a plain `serve` SavedModel with a `serving_default` predict signature."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred, as decode_images
     tf.get_logger().setLevel("ERROR")  # v1 SavedModel builder deprecation notices: v1 is the point here
     v1 = tf.compat.v1
     with tf.Graph().as_default() as graph:

@@ -12,7 +12,7 @@ OUTPUTS = {"CLASSES": ("DT_INT64", [-1]), "PROBABILITIES": ("DT_FLOAT", [-1, 4])
 
 def read_signature(model_dir: str | os.PathLike, tag: str = "serve", signature: str = "serving_default") -> dict:
     """{"inputs": {name: (dtype, shape)}, "outputs": {...}} of a signature, read from saved_model.pb."""
-    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.framework import types_pb2  # deferred: TensorFlow loads only when an export is read
     from tensorflow.core.protobuf import saved_model_pb2
     pb = Path(model_dir) / "saved_model.pb"
     if not pb.is_file():

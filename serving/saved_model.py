@@ -21,7 +21,7 @@ class SavedModelPredictor:
     """
 
     def __init__(self, model_dir: str | os.PathLike, loader: str = "graph", threads: int | None = None):
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: importing this module (and --help) needs no TensorFlow
         if loader not in LOADERS:
             raise ValueError(f"loader must be one of {LOADERS}, not {loader!r}")
         model_dir = os.fspath(model_dir)
@@ -63,7 +63,7 @@ class SavedModelPredictor:
             values = self._session.run([self.output_names[k] for k in names],
                                        {self.input_names["bytes"]: batch})
             return dict(zip(names, values))
-        import tensorflow as tf
+        import tensorflow as tf  # deferred, as in __init__
         return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def plot_confusion(report: dict, path: Path, title: str = "") -> None:
     """The confusion matrix as a labelled heat map (PNG)."""
-    import matplotlib
+    import matplotlib  # deferred: training never draws; the Agg backend must be set before pyplot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(report["per_class"])
@@ -66,7 +66,7 @@ def plot_confusion(report: dict, path: Path, title: str = "") -> None:
 
 def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, columns: int = 10) -> None:
     """A grid of HWC uint8 images with a caption under each (PNG); says so when there are none."""
-    import matplotlib
+    import matplotlib  # deferred, as in plot_confusion
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = max(1, -(-len(images) // columns))

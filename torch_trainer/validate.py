@@ -42,7 +42,6 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
         for fold, held_out in folds(shoots, data.targets.numpy(), protocol):
             train_idx, val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
             run_dir = out / f"seed{seed}_{fold}"
-            run_dir.mkdir(parents=True)
             run_cfg = replace(cfg, seed=seed)
             log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
             val_set = eval_view(data, val_idx)

@@ -28,7 +28,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = MugDataset(roots, cfg.input_size, progress=True)
         cfg.train_dirs = [str(r.resolve()) for r in roots]
         run_dir = fresh_dir(f"{args.job_dir}/checkpoint")
-        run_dir.mkdir(parents=True)
         train_models(cfg, train_view(data), None, data.class_names, run_dir)
         export_dir = fresh_dir(f"{args.job_dir}/exported_model")
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])

@@ -45,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.train_dirs = [str(train_root.resolve())]
         cfg.val_dir = str(eval_root.resolve()) if eval_root is not None else None
         run_dir = fresh_dir(f"{args.job_dir}/task_run")
-        run_dir.mkdir(parents=True)
         metrics = train_models(cfg, train_set, val_set, train.class_names, run_dir)
     except (DatasetError, FileNotFoundError, WeightsUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
