@@ -21,7 +21,7 @@ import torch
 from torchvision.transforms import v2
 
 from bench.machine import cpu_description
-from torch_trainer.augment import BatchAugment
+from torch_trainer.augment import RATIO, BatchAugment
 from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import MugDataset
 
@@ -30,7 +30,7 @@ def per_picture_transform(cfg: TrainConfig) -> v2.Transform:
     """The recipe's augmentation as torchvision transforms for one uint8 picture at a time."""
     exposure = cfg.exposure
     return v2.Compose([
-        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+        v2.RandomResizedCrop(cfg.input_size, scale=(cfg.crop_scale, 1.0), ratio=RATIO, antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue),
         v2.ToDtype(torch.float32, scale=True),

@@ -45,8 +45,8 @@ def main() -> int:
 
     import torch
 
-    from serving.saved_model import SavedModelPredictor
     from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, ServingModule, load_pixels
+    from serving.saved_model import SavedModelPredictor
     from torch_trainer.data import image_files
     from torch_trainer.model import load_checkpoint
 

@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, compare, load_pixels, torch_probabilities
-from torch_trainer.data import DatasetError, image_files
 from serving.saved_model import SavedModelPredictor
+from torch_trainer.data import DatasetError, image_files
 from torch_trainer.model import load_checkpoint
 
 
