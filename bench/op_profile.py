@@ -16,7 +16,6 @@ VNNI, AVX-512 BF16 or AMX).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
@@ -25,10 +24,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench.machine import cpu_description
-from bench.timing import ort_session, timed
-from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, load_pixels
+from bench.timing import timed
+from convert.export_onnx import onnx_probabilities, onnx_session
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.data import image_files
+from torch_trainer.data import image_files, load_images
 from torch_trainer.model import load_checkpoint
 
 
@@ -50,13 +49,13 @@ def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
     return times
 
 
-def ort_op_times(onnx_path: str, pixels, threads: int, reps: int) -> Counter:
+def ort_op_times(onnx_path: str, images, threads: int, reps: int) -> Counter:
     """ms per call by kind, as `tf_op_times` names them, from ONNX Runtime's profiler (a session
     of its own: a profile ends with the session's)."""
     with tempfile.TemporaryDirectory() as tmp:
-        traced = ort_session(onnx_path, threads, profile_dir=tmp)
+        traced = onnx_session(onnx_path, threads, profile_dir=tmp)
         for _ in range(reps):
-            traced.run([ONNX_OUTPUT], {ONNX_INPUT: pixels})
+            onnx_probabilities(traced, images)
         events = json.loads(Path(traced.end_profiling()).read_text())
     times: Counter = Counter()
     for event in events:
@@ -87,7 +86,7 @@ def main() -> int:
     onnx_path = str(Path(args.checkpoint).with_suffix(".onnx"))
     predictor = SavedModelPredictor(args.model_dir, "graph", threads=args.threads)
     session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
-    ort_plain = ort_session(onnx_path, args.threads)
+    ort_plain = onnx_session(onnx_path, args.threads)
     blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.batches)]]
     print(f"{cpu_description()}; TensorFlow {tf.__version__} convolutions on "
           f"{'oneDNN' if _pywrap_util_port.IsMklEnabled() else 'Eigen (oneDNN off)'}; "
@@ -96,12 +95,11 @@ def main() -> int:
         feed = {predictor.input_names["bytes"]: blobs[:batch]}
         tf_median = statistics.median(timed(lambda f: session.run(fetch, f), feed, args.reps))
         tf_ops = tf_op_times(session, fetch, feed, args.reps)
-        pixels = load_pixels([io.BytesIO(b) for b in blobs[:batch]], meta["input_size"])
-        ort_median = statistics.median(timed(lambda f: ort_plain.run([ONNX_OUTPUT], f), {ONNX_INPUT: pixels},
-                                             args.reps))
-        ort_ops = ort_op_times(onnx_path, pixels, args.threads, args.reps)
+        images = load_images(blobs[:batch], meta["input_size"])
+        ort_median = statistics.median(timed(lambda x: onnx_probabilities(ort_plain, x), images, args.reps))
+        ort_ops = ort_op_times(onnx_path, images, args.threads, args.reps)
         print(f"\nbatch {batch}: untraced median per call, TF {tf_median:.2f} ms (decode included), "
-              f"ORT {ort_median:.2f} ms (pixels in), ratio {tf_median / ort_median:.2f}")
+              f"ORT {ort_median:.2f} ms (decoded pixels in), ratio {tf_median / ort_median:.2f}")
         print(f"  {'kind':22s} {'TF ms':>8s} {'ORT ms':>8s} {'TF/ORT':>7s}")
         convs = sorted({k for k in tf_ops | ort_ops if k.startswith("conv ")},
                        key=lambda k: -int(k.split()[1].split("x")[0]))

@@ -11,7 +11,6 @@ it, so the HTTP/JSON overhead shows.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import socket
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.timing import timed
+from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.data import image_files
 
@@ -58,8 +58,7 @@ def main() -> int:
         print(f"{os.cpu_count()} CPUs, server and {args.clients} clients on this machine, {args.seconds:.0f}s per size")
         print(f"{'instances':>9s} {'req/s':>8s} {'images/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'in-process ms':>14s}")
         for n in args.instances:
-            body = json.dumps({"instances": [{"bytes": {"b64": base64.b64encode(b).decode()}}
-                                             for b in blobs[:n]]}).encode()
+            body = render(blobs[:n], "request").encode()
 
             def send() -> float:
                 t0 = time.perf_counter()

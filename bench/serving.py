@@ -19,7 +19,6 @@ OpenMP's `OMP_WAIT_POLICY=PASSIVE` for PyTorch; `--spin` leaves both at their de
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.machine import cpu_description
-from bench.timing import ort_session, timed
+from bench.timing import timed
 
 
 def main() -> int:
@@ -43,30 +42,28 @@ def main() -> int:
     if not args.spin:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch's OpenMP starts, so before importing it
 
+    # deferred: OMP_WAIT_POLICY above must be set before torch (and ONNX Runtime) start
     import torch
 
-    from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, ServingModule, load_pixels
+    from convert.export_onnx import onnx_probabilities, onnx_session
     from serving.saved_model import SavedModelPredictor
-    from torch_trainer.data import image_files
-    from torch_trainer.model import load_checkpoint
+    from torch_trainer.data import image_files, load_images
+    from torch_trainer.model import class_probabilities, load_checkpoint
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     model, meta = load_checkpoint(args.checkpoint)
-    serving = ServingModule(model).eval()
-    session = ort_session(str(Path(args.checkpoint).with_suffix(".onnx")), args.threads, spin=args.spin)
+    session = onnx_session(Path(args.checkpoint).with_suffix(".onnx"), args.threads, spin=args.spin)
     exports = dict(item.split("=", 1) for item in args.model_dir)
     predictors = {name: SavedModelPredictor(path, "graph", threads=args.threads) for name, path in exports.items()}
     files = image_files(args.images)
     blobs = [p.read_bytes() for p in files[:max(args.batches)]]
 
     def run_torch(batch):
-        with torch.no_grad():
-            return serving(torch.from_numpy(load_pixels([io.BytesIO(b) for b in batch], meta["input_size"])))
+        return class_probabilities(model, load_images(batch, meta["input_size"]))
 
     def run_ort(batch):
-        return session.run([ONNX_OUTPUT], {ONNX_INPUT: load_pixels([io.BytesIO(b) for b in batch],
-                                                                   meta["input_size"])})
+        return onnx_probabilities(session, load_images(batch, meta["input_size"]))
 
     backends = {"pytorch": run_torch, "onnxruntime": run_ort}
     backends.update({f"savedmodel:{name}": p.predict for name, p in predictors.items()})

@@ -21,7 +21,7 @@ import numpy as np
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.model import class_probabilities, load_checkpoint
-from torch_trainer.report import classification_report, contact_sheet, format_report, plot_confusion
+from torch_trainer.report import classification_report, contact_sheet, format_classification_report, plot_confusion
 
 
 def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int = 256) -> np.ndarray:
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     report = write_report(data, preds, Path(args.output_dir) if args.output_dir else None)
-    print(format_report(report))
+    print(format_classification_report(report))
     if args.output_dir:
         print(f"wrote {args.output_dir}/report.json, confusion.png, misclassified.png")
     return 0

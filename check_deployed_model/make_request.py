@@ -10,24 +10,11 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-
-def instance(blob: bytes) -> dict:
-    """One prediction instance for encoded image bytes."""
-    return {"bytes": {"b64": base64.b64encode(blob).decode("ascii")}}
-
-
-def render(blobs: Sequence[bytes], fmt: str) -> str:
-    """The request file's text for `blobs` in format `instances` or `request`."""
-    instances = [instance(b) for b in blobs]
-    if fmt == "instances":
-        return "".join(json.dumps(i) + "\n" for i in instances)
-    return json.dumps({"instances": instances}) + "\n"
+from check_deployed_model.protocol import render
 
 
 def main(argv: Sequence[str] | None = None) -> int:

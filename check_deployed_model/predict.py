@@ -14,8 +14,8 @@ import json
 import sys
 from typing import Any, Sequence
 
-from check_deployed_model.client import RequestError, cloud_url, instance_bytes, post_predict, predictions, \
-    read_instances
+from check_deployed_model.cloud import cloud_url, post_predict
+from check_deployed_model.protocol import RequestError, instance_bytes, predictions, read_instances
 from serving.saved_model import SavedModelPredictor
 
 

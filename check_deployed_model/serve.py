@@ -17,7 +17,6 @@ Bad input gets HTTP 400 with {"error": "..."}; like the hosted services, a body 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from check_deployed_model.client import RequestError, instance_bytes, predictions
+from check_deployed_model.protocol import RequestError, instance_bytes, parse_body, predictions
 from serving.saved_model import SavedModelPredictor
 
 MAX_BODY_BYTES = 1_500_000
@@ -57,17 +56,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_request(body: bytes, max_instances: int) -> list[bytes]:
     """Image bytes of a predict request body; RequestError says what is wrong."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(f"malformed JSON: {err}") from err
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise RequestError('the body must be an object with an "instances" list')
-    instances = payload["instances"]
-    if not isinstance(instances, list):
-        raise RequestError('"instances" must be a list')
-    if not instances:
-        raise RequestError('"instances" is empty')
+    instances = parse_body(body)
     if len(instances) > max_instances:
         raise RequestError(f"{len(instances)} instances; the limit is {max_instances} per request")
     return instance_bytes(instances)

@@ -1,10 +1,13 @@
-"""Parity sweep over every image of a folder: PyTorch vs ONNX Runtime vs the SavedModel.
+"""Parity sweep over the images of a folder: ONNX Runtime and the SavedModel against PyTorch.
 
     python -m convert.parity --checkpoint RUN/model.pt --model-dir EXPORT --data-dir DIR [--onnx RUN/model.onnx]
+        [--loaders graph tf2] [--serving-python .venv-tf212/bin/python] [--limit N] [--tol 1e-5]
 
 PyTorch and ONNX Runtime get the pixels PIL decodes (as training does); the SavedModel gets
-the files' bytes through `serving_default`. Prints, per model, the max |dprob| against
-PyTorch and the share of images with the same class.
+the files' bytes through `serving_default` (`convert.compare`), in this process or, with
+--serving-python, in a fresh process of that interpreter (a plain TF 2.12 venv, say). Prints,
+per model, the max |dprob| against PyTorch and the share of images with the same class, then
+the report as one line of JSON.
 """
 
 from __future__ import annotations
@@ -15,30 +18,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import onnxruntime as ort
-
-from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, compare, load_pixels, torch_probabilities
-from serving.saved_model import SavedModelPredictor
+from convert.compare import parity, require
 from torch_trainer.data import DatasetError, image_files
 from torch_trainer.model import load_checkpoint
-
-
-def sweep(checkpoint: Path, onnx_path: Path, model_dir: Path, files: Sequence[Path], batch: int = 100) -> dict:
-    """Max |dprob| and class agreement of ONNX Runtime and the SavedModel against PyTorch."""
-    model, meta = load_checkpoint(checkpoint)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    predictor = SavedModelPredictor(model_dir, "graph")
-    ref, ort_probs, tf_probs = [], [], []
-    for i in range(0, len(files), batch):
-        chunk = files[i:i + batch]
-        pixels = load_pixels(chunk, meta["input_size"])
-        ref.append(torch_probabilities(model, pixels))
-        ort_probs.append(session.run([ONNX_OUTPUT], {ONNX_INPUT: pixels})[0])
-        tf_probs.append(predictor.predict([p.read_bytes() for p in chunk])["PROBABILITIES"])
-    ref = np.concatenate(ref)
-    return {"onnxruntime": compare(ref, np.concatenate(ort_probs)),
-            "savedmodel": compare(ref, np.concatenate(tf_probs))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,21 +29,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-dir", required=True, help="exported SavedModel")
     parser.add_argument("--data-dir", required=True, help="images (class folders or flat)")
     parser.add_argument("--onnx", help="ONNX file (default: next to the checkpoint)")
+    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph"],
+                        help="TensorFlow loaders to run the SavedModel with (default: graph, as gcloud)")
+    parser.add_argument("--serving-python", help="run the SavedModel in a fresh process of this Python")
+    parser.add_argument("--limit", type=int, help="the first N images (in file order) only")
+    parser.add_argument("--tol", type=float, help="exit 1 if a model is beyond this max |dprob| or changes a class")
     args = parser.parse_args(argv)
     try:
-        files = image_files(args.data_dir)
+        files = image_files(args.data_dir)[:args.limit]
         if not files:
             raise DatasetError(f"{args.data_dir}: no images")
-    except DatasetError as err:
+        model, meta = load_checkpoint(args.checkpoint)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     onnx_path = Path(args.onnx) if args.onnx else Path(args.checkpoint).with_suffix(".onnx")
-    report = sweep(Path(args.checkpoint), onnx_path, Path(args.model_dir), files)
+    try:
+        report = parity(model, meta["input_size"], {"files": [p.read_bytes() for p in files]}, onnx_path,
+                        args.model_dir, args.loaders, args.serving_python)
+    except (FileNotFoundError, RuntimeError, AssertionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"parity against PyTorch over {len(files)} images of {args.data_dir}:")
     print(f"{'model':12s} {'max |dprob|':>12s} {'same class':>11s}")
-    for name, r in report.items():
-        print(f"{name:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
+    for key, r in report.items():
+        if isinstance(r, dict):
+            print(f"{key.split('/')[0]:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
     print(json.dumps(report))
+    if args.tol is not None:
+        try:
+            require(report, args.model_dir, args.tol)
+        except AssertionError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Run an exported SavedModel on image files in a fresh process, with onnx-tf made unimportable.
+"""Run an exported SavedModel on image files in a fresh process, with onnx-tf and torch made unimportable.
 
-    python -m convert.verify --model-dir EXPORT --out result.npz IMAGE...
+    python -m convert.verify --model-dir EXPORT --out outputs.npz [--loaders graph tf2] IMAGE...
 
-`convert.to_savedmodel` runs this after saving: it proves the model loads through both
-TensorFlow loaders without anything from the conversion step, and returns their outputs.
+`convert.compare` runs this (with this project's Python or another, such as a plain TF 2.12
+venv): it proves the model loads through TensorFlow's loaders without anything from the
+conversion step, and hands back their outputs.
 """
 
 from __future__ import annotations
@@ -20,24 +21,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--out", required=True, help=".npz file for the outputs of each loader")
+    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph", "tf2"])
+    parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("images", nargs="+")
     args = parser.parse_args(argv)
     for blocked in ("onnx_tf", "onnx", "tensorflow_addons", "tensorflow_probability", "torch"):
         sys.modules[blocked] = None  # serving must not need them: importing them now fails
-    from serving.saved_model import LOADERS, SavedModelPredictor
+    # deferred: the block above must come first
     from serving.contract import check_contract
+    from serving.saved_model import SavedModelPredictor
 
     check_contract(args.model_dir)
     blobs = [Path(p).read_bytes() for p in args.images]
     results = {}
-    for loader in LOADERS:
-        t0 = time.time()
+    for loader in args.loaders:
+        started = time.time()
         predictor = SavedModelPredictor(args.model_dir, loader)
-        load_s = time.time() - t0
-        out = predictor.predict(blobs)
+        results[f"{loader}_load_seconds"] = np.float64(time.time() - started)
+        out = predictor.predict(blobs, args.batch_size)
         results[f"{loader}_probabilities"] = out["PROBABILITIES"]
         results[f"{loader}_classes"] = out["CLASSES"]
-        results[f"{loader}_load_seconds"] = np.float64(load_s)
         predictor.close()
     np.savez(args.out, **results)
     return 0

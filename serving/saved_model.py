@@ -55,9 +55,14 @@ class SavedModelPredictor:
             raise AttributeError("only the graph-mode loader has a Session")
         return self._session
 
-    def predict(self, blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
-        """Outputs of `serving_default` for a batch of encoded images (JPEG or PNG bytes)."""
-        batch = np.array(list(blobs), dtype=object)
+    def predict(self, blobs: Sequence[bytes], batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Outputs of `serving_default` for encoded images (JPEG or PNG bytes), `batch_size` at a
+        time when given (one call otherwise)."""
+        blobs = list(blobs)
+        if batch_size and len(blobs) > batch_size:
+            parts = [self.predict(blobs[i:i + batch_size]) for i in range(0, len(blobs), batch_size)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        batch = np.array(blobs, dtype=object)
         if self.loader == "graph":
             names = sorted(self.output_names)
             values = self._session.run([self.output_names[k] for k in names],

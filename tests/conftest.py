@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,4 +62,6 @@ def export(trained_run, data_root, tmp_path_factory):
     proc = run_module("convert.to_savedmodel", "--checkpoint", str(trained_run / "model.pt"),
                       "--output-dir", str(out), "--images", str(data_root / "eval"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
+    report = json.loads((out / "assets.extra" / "export_report.json").read_text())
+    assert "SavedModel written to" in proc.stdout and f"{report['graph_ops']['Conv2D']} Conv2D" in proc.stdout
+    return out, report

@@ -9,30 +9,33 @@ from PIL import Image
 from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 from serving.contract import check_contract, read_signature
-from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_images, torch_probabilities
-from torch_trainer.model import MugClassifier, load_checkpoint
+from convert.compare import parity, require
+from convert.export_onnx import export_onnx, onnx_probabilities, onnx_session, sample_images
+from torch_trainer.data import load_images
+from torch_trainer.model import MugClassifier, class_probabilities, load_checkpoint
 
 
 def test_onnx_matches_pytorch_with_dynamic_batch(trained_run, data_root, tmp_path):
-    import onnxruntime as ort
     model, meta = load_checkpoint(trained_run / "model.pt")
     path = export_onnx(model, tmp_path / "m.onnx", 64)
-    pixels = load_pixels(sample_images(data_root / "eval", 16, size=64), 64)
-    report = check_onnx(model, path, pixels)
-    assert report["max_abs_dprob"] <= 1e-5 and report["class_agreement"] == 1.0
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n in (1, 5):
-        probs = session.run(None, {"images": pixels[:n]})[0]
-        assert probs.shape == (n, 4)
-        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    files = sample_images(data_root / "eval", 16, size=64)
+    report = parity(model, 64, {"files": [p.read_bytes() for p in files]}, onnx_path=path)
+    assert set(report) == {"onnxruntime/files"} and report["onnxruntime/files"]["images"] == len(files)
+    assert report["onnxruntime/files"]["max_abs_dprob"] <= 1e-5 and report["onnxruntime/files"]["class_agreement"] == 1.0
+    require(report, str(path))
+    images, session = load_images(files, 64), onnx_session(path)
+    whole = onnx_probabilities(session, images)
+    for n in (1, 5):  # batches of 1 and 5 through the dynamic batch axis give the same numbers
+        np.testing.assert_allclose(onnx_probabilities(session, images, batch_size=n), whole, atol=1e-6)
+    np.testing.assert_allclose(whole.sum(1), 1, atol=1e-5)
 
 
 def test_onnx_parity_check_catches_a_different_model(trained_run, data_root, tmp_path):
     model, _ = load_checkpoint(trained_run / "model.pt")
     path = export_onnx(MugClassifier("resnet18", 4).eval(), tmp_path / "other.onnx", 64)
-    pixels = load_pixels(sample_images(data_root / "eval", 8, size=64), 64)
+    blobs = [p.read_bytes() for p in sample_images(data_root / "eval", 8, size=64)]
     with pytest.raises(AssertionError, match="disagrees"):
-        check_onnx(model, path, pixels)
+        require(parity(model, 64, {"files": blobs}, onnx_path=path), str(path))
 
 
 def test_export_has_the_exact_contract(export):
@@ -50,16 +53,14 @@ def test_export_has_the_exact_contract(export):
 
 
 def test_conversion_report_is_within_bounds(export):
-    _, stdout = export
-    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("  ")}
-    for key in ("onnxruntime", "graph/files", "graph/png", "tf2/files", "tf2/png"):
-        assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0, (key, rows[key])
-    assert float(rows["graph/resized_png"][0]) < 0.05
+    _, report = export
+    for key in ("onnxruntime/files", "graph/files", "graph/png", "tf2/files", "tf2/png"):
+        assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
+    assert report["graph/resized_png"]["max_abs_dprob"] < 0.05
     # the NHWC rewrite: onnx-tf's 64 Transposes are gone but for at most the one that feeds the
     # head's Reshape, and every conv bias is a fusable BiasAdd
-    graph = next(line for line in stdout.splitlines() if line.strip().startswith("graph:"))
-    counts = {k: int(v) for v, k in (part.strip().split(" ", 1) for part in graph.split(":", 1)[1].split(","))}
-    assert counts["Conv2D"] == 20 and counts["BiasAdd"] == 20 and counts["Transpose"] <= 1, graph
+    counts = report["graph_ops"]
+    assert counts["Conv2D"] == 20 and counts["BiasAdd"] == 20 and counts.get("Transpose", 0) <= 1, counts
 
 
 GRAPH_MODE_SCRIPT = """
@@ -86,7 +87,7 @@ def test_graph_mode_loader_answers_within_30s(export, trained_run, data_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     model, _ = load_checkpoint(trained_run / "model.pt")
-    reference = torch_probabilities(model, load_pixels(paths, 64))
+    reference = class_probabilities(model, load_images(paths, 64))
     assert np.abs(np.array(result["probabilities"]) - reference).max() <= 1e-5
     assert result["classes"] == reference.argmax(1).tolist()
 
@@ -96,17 +97,17 @@ def test_tf2_loader_png_and_other_sizes(export, trained_run, data_root):
     model, _ = load_checkpoint(trained_run / "model.pt")
     predictor = SavedModelPredictor(model_dir, "tf2")
     path = sample_images(data_root / "eval", 4, size=64)[1]
-    pixels = load_pixels([path], 64)
-    image = Image.fromarray(pixels[0].astype(np.uint8))
+    pixels = load_images([path], 64)
+    image = Image.fromarray(pixels[0].permute(1, 2, 0).numpy())
     png, big = io.BytesIO(), io.BytesIO()
     image.save(png, format="PNG")
     image.resize((250, 180), Image.BICUBIC).save(big, format="JPEG", quality=90)
     out = predictor.predict([path.read_bytes(), png.getvalue(), big.getvalue()])
     assert out["PROBABILITIES"].shape == (3, 4) and out["CLASSES"].dtype == np.int64
-    reference = torch_probabilities(model, pixels)[0]
+    reference = class_probabilities(model, pixels)[0]
     np.testing.assert_allclose(out["PROBABILITIES"][0], reference, atol=1e-5)
     np.testing.assert_allclose(out["PROBABILITIES"][1], reference, atol=1e-5)
-    big_ref = torch_probabilities(model, load_pixels([io.BytesIO(big.getvalue())], 64))[0]
+    big_ref = class_probabilities(model, load_images([big.getvalue()], 64))[0]
     assert np.abs(out["PROBABILITIES"][2] - big_ref).max() < 0.05
 
 
@@ -129,7 +130,7 @@ def test_existing_export_is_never_overwritten(export, trained_run, tmp_path):
 def test_an_op_onnx_tf_lacks_is_an_error_not_a_skip(tmp_path):
     import torch
 
-    from convert.to_savedmodel import frozen_serving_graph
+    from convert.export_savedmodel import frozen_serving_graph
 
     class DynamicSplit(torch.nn.Module):
         def forward(self, x):  # a split size taken from the shape exports as Unsqueeze-13

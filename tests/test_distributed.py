@@ -7,7 +7,8 @@ import sys
 import torch
 
 from conftest import ROOT
-from convert.export_onnx import check_onnx, export_onnx, load_pixels, sample_images
+from convert.compare import parity, require
+from convert.export_onnx import export_onnx, sample_images
 from torch_trainer.augment import TransformedSubset
 from torch_trainer.data import MugDataset
 from torch_trainer.model import load_checkpoint
@@ -51,7 +52,8 @@ def test_torchrun_two_processes_matches_single(data_root, trained_run, tmp_path)
         (metrics["final_val_accuracy"], single["final_val_accuracy"])
     model, meta = load_checkpoint(out / "model.pt")
     onnx_path = export_onnx(model, tmp_path / "ddp.onnx", meta["input_size"])
-    check_onnx(model, onnx_path, load_pixels(sample_images(data_root / "eval", 8, size=64), 64))
+    blobs = [p.read_bytes() for p in sample_images(data_root / "eval", 8, size=64)]
+    require(parity(model, meta["input_size"], {"files": blobs}, onnx_path=onnx_path), str(onnx_path))
 
 
 def test_torchrun_resume(data_root, tmp_path):

@@ -12,12 +12,11 @@ from torch.utils.data import DataLoader
 from serving.saved_model import SavedModelPredictor
 from conftest import run_module
 from serving.contract import check_contract
-from convert.export_onnx import load_pixels, torch_probabilities
 from torch_trainer.augment import TransformedSubset, eval_transform, train_view
 from torch_trainer.config import TrainConfig
-from torch_trainer.data import MugDataset
-from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint
-from torch_trainer.fit import Trainer
+from torch_trainer.data import MugDataset, load_images
+from torch_trainer.model import Ensemble, MugClassifier, class_probabilities, load_checkpoint
+from torch_trainer.fit import Fitter
 
 ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2", "--swa-start", "0.5")
 
@@ -54,19 +53,19 @@ def test_members_train_with_their_own_seeds_and_save_as_one(ensemble_run, data_r
 
 def test_swa_batch_norm_is_recomputed_on_augmented_photos(data_root):
     data = MugDataset(data_root / "train")
-    trainer = Trainer(TrainConfig(weights="none", epochs=2, batch_size=16, swa_start=0.5, ensemble=1),
-                      train_view(data), len(data.class_names))
+    fitter = Fitter(TrainConfig(weights="none", epochs=2, batch_size=16, swa_start=0.5, ensemble=1),
+                    train_view(data), len(data.class_names))
     for epoch in (1, 2):
-        trainer.train_one_epoch(epoch)
-    model = trainer.final
-    assert model is trainer.average.module
-    generator, rng = trainer.generator.get_state(), torch.get_rng_state()
-    trainer.recompute_batch_norm()
+        fitter.train_one_epoch(epoch)
+    model = fitter.final
+    assert model is fitter.average.module
+    generator, rng = fitter.generator.get_state(), torch.get_rng_state()
+    fitter.recompute_batch_norm()
     # the same shuffles and augmentation draws, by hand
-    trainer.generator.set_state(generator)
+    fitter.generator.set_state(generator)
     torch.set_rng_state(rng)
     by_hand = copy.deepcopy(model)
-    update_bn([trainer.augment(images) for images, _ in trainer.loader], by_hand)
+    update_bn([fitter.augment(images) for images, _ in fitter.loader], by_hand)
     plain = copy.deepcopy(model)
     update_bn(DataLoader(TransformedSubset(data, transform=eval_transform()), batch_size=16), plain)
     for name, buffer in model.state_dict().items():
@@ -82,13 +81,14 @@ def test_ensemble_exports_as_one_graph_with_parity(ensemble_run, data_root, tmp_
     proc = run_module("convert.to_savedmodel", "--checkpoint", str(run / "model.pt"), "--output-dir", str(out),
                       "--images", str(data_root / "eval"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "40 Conv2D" in proc.stdout  # two ResNet18s (20 convolutions each) in one graph
+    report = json.loads((out / "assets.extra" / "export_report.json").read_text())
+    assert report["graph_ops"]["Conv2D"] == 40  # two ResNet18s (20 convolutions each) in one graph
     check_contract(out)
     model, _ = load_checkpoint(run / "model.pt")
     files = sorted((data_root / "eval").rglob("*.jpg"))
-    reference = torch_probabilities(model, load_pixels(files, 64))
+    reference = class_probabilities(model, load_images(files, 64))
     members = [load_checkpoint(run / f"member{i}" / "model.pt")[0] for i in range(2)]
-    np.testing.assert_allclose(reference, np.mean([torch_probabilities(m, load_pixels(files, 64))
+    np.testing.assert_allclose(reference, np.mean([class_probabilities(m, load_images(files, 64))
                                                    for m in members], 0), atol=1e-6)
     blobs = [f.read_bytes() for f in files]
     for loader in ("graph", "tf2"):
@@ -159,7 +159,7 @@ def test_members_of_different_image_sizes_export_as_one_graph(data_root, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_contract(out)
     files = sorted((data_root / "eval").rglob("*.jpg"))
-    reference = torch_probabilities(model, load_pixels(files, 64))
+    reference = class_probabilities(model, load_images(files, 64))
     blobs = [f.read_bytes() for f in files]
     for loader in ("graph", "tf2"):
         got = SavedModelPredictor(out, loader).predict(blobs)

@@ -32,19 +32,18 @@ def real_export(shared, tmp_path_factory):
                       "--epochs", "1", "--weights", "none")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "training resnet18 on 2000 images" in proc.stdout
-    return job / "exported_model", proc.stdout
+    return job / "exported_model"
 
 
 def test_real_parity_report(real_export):
-    _, stdout = real_export
-    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("  ")}
-    for key in ("onnxruntime", "graph/files", "tf2/files"):
-        assert float(rows[key][0]) <= 1e-5 and float(rows[key][1]) == 1.0
-        assert int(rows[key][2]) == 64
+    report = json.loads((real_export / "assets.extra" / "export_report.json").read_text())
+    for key in ("onnxruntime/files", "graph/files", "tf2/files", "graph/png", "tf2/png"):
+        assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
+        assert report[key]["images"] == 64
 
 
 def test_ml6_request_files(real_export, shared):
-    model_dir, _ = real_export
+    model_dir = real_export
     tables = []
     for flag, name in (("--json-instances", "test.json"), ("--json-request", "test_request.json")):
         proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), flag,

@@ -58,3 +58,13 @@ def test_modules_import_without_a_circle():
     graph = project_modules()
     assert graph["convert.to_savedmodel"] and graph["trainer.final_task"]  # the walk found real edges
     list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
+
+
+def test_no_module_imports_a_command_line_module():
+    """Library code lives in modules nobody runs: a module with a `__main__` block is a CLI, and
+    no other project module imports it (tests may)."""
+    clis = {f"{path.parent.name}.{path.stem}" for package in PACKAGES for path in (ROOT / package).glob("*.py")
+            if 'if __name__ == "__main__"' in path.read_text()}
+    assert {"torch_trainer.train", "convert.to_savedmodel", "trainer.final_task"} <= clis  # the scan sees them
+    wrong = [(name, target) for name, found in project_modules().items() for target in found if target in clis]
+    assert not wrong, wrong

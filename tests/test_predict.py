@@ -4,8 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from check_deployed_model.make_request import render
-from check_deployed_model.client import RequestError, instance_bytes, read_instances
+from check_deployed_model.protocol import RequestError, instance_bytes, read_instances, render
 from serving.saved_model import SavedModelPredictor
 from draw_mug import draw_mug
 from conftest import ROOT, run_module

@@ -137,7 +137,7 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
 
 
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
-    from bench.ensemble import score_report
+    from bench.ensemble_accuracy import score_report
     from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
     proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
@@ -145,7 +145,7 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
                       "--seeds", "0", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {(r["seed"], r["fold"]): r["accuracy"] for r in json.loads((out / "report.json").read_text())["runs"]}
-    proc = run_module("bench.ensemble", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
+    proc = run_module("bench.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ensemble2" in proc.stdout and "all folds" in proc.stdout
     result = json.loads((out / "ensemble.json").read_text())

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from check_deployed_model.make_request import render
-from check_deployed_model.client import cloud_url
+from check_deployed_model.cloud import cloud_url
+from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 

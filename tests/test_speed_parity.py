@@ -3,7 +3,7 @@
 import json
 
 from conftest import run_module
-from convert.to_savedmodel import op_counts
+from convert.export_savedmodel import op_counts
 
 
 def graph_def(model_dir):
@@ -13,12 +13,12 @@ def graph_def(model_dir):
 
 
 def test_export_is_one_flat_graph(export):
-    model_dir, stdout = export
+    model_dir, report = export
     graph = graph_def(model_dir)
     assert len(graph.library.function) == 0  # no nested functions for the graph-mode loader to recurse into
     counts = op_counts(graph)
     assert counts["Conv2D"] == 20 and not counts["PartitionedCall"] and not counts["StatefulPartitionedCall"]
-    assert "20 Conv2D" in stdout and "0 functions" in stdout
+    assert report["graph_ops"] == dict(counts) and report["graph_functions"] == 0
 
 
 def test_parity_sweep_over_a_folder(export, trained_run, data_root):
@@ -27,10 +27,15 @@ def test_parity_sweep_over_a_folder(export, trained_run, data_root):
                       str(model_dir), "--data-dir", str(data_root / "train"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["onnxruntime"]["images"] == 96 and report["savedmodel"]["images"] == 96
-    assert report["onnxruntime"]["max_abs_dprob"] <= 1e-5 and report["onnxruntime"]["class_agreement"] == 1.0
+    ort, graph = report["onnxruntime/files"], report["graph/files"]
+    assert ort["images"] == 96 and graph["images"] == 96 and "tf2/files" not in report  # graph loader by default
+    assert ort["max_abs_dprob"] <= 1e-5 and ort["class_agreement"] == 1.0
     # 4 of the 96 are 96x80 PNGs that TF resizes itself: near, not bit-equal
-    assert report["savedmodel"]["max_abs_dprob"] < 0.05 and report["savedmodel"]["class_agreement"] >= 0.95
+    assert graph["max_abs_dprob"] < 0.05 and graph["class_agreement"] >= 0.95
+    # --tol fails the sweep when a model is beyond it: those 4 resized PNGs are beyond 1e-9
+    strict = run_module("convert.parity", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+                        str(model_dir), "--data-dir", str(data_root / "train"), "--tol", "1e-9")
+    assert strict.returncode == 1 and "disagrees with PyTorch" in strict.stderr
 
 
 def test_serving_benchmark_runs(export, trained_run, data_root):

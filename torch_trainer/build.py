@@ -152,7 +152,7 @@ def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | 
     if cfg.swa_start > 0 and cfg.snapshots > 1:
         raise ValueError("--swa-start and --snapshots are two ways of averaging one run: choose one")
     # the buffers ride along so that validation during the run is sensible; batch norm is
-    # recomputed properly once training ends (Trainer.recompute_batch_norm)
+    # recomputed properly once training ends (Fitter.recompute_batch_norm)
     return AveragedModel(model, use_buffers=True) if cfg.swa_start > 0 else None
 
 

@@ -102,6 +102,8 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> TrainConfig:
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: a recipe is a JSON object of training settings")
     values.pop("description", None)
+    # checked against the dataclass's own defaults here rather than by a typed loader (pydantic,
+    # dacite): one more dependency for JSON's int-where-float rule and errors that name the file
     defaults = TrainConfig()
     known = {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS)
     for key, value in values.items():

@@ -1,4 +1,4 @@
-"""The training loop: one model (`fit`, with its `Trainer`) or an ensemble of them (`train_models`),
+"""The training loop: one model (`fit`, with its `Fitter`) or an ensemble of them (`train_models`),
 checkpointed into a run folder that an interrupted run resumes from.
 
 A run folder holds RUN/model.pt (the model to export), RUN/last.pt (with optimiser state),
@@ -53,7 +53,7 @@ def check_output_dir(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-class Trainer:
+class Fitter:
     """Everything one run changes as it goes: the model, its average, the optimiser, the schedule
     and the random streams, with the steps a run is made of (an epoch, a checkpoint, a resume)."""
 
@@ -188,51 +188,51 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     out = Path(output_dir)
     main_rank = distributed.is_main()
     log = log if main_rank else _quiet
-    trainer = Trainer(cfg, train_set, len(class_names))
+    fitter = Fitter(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                            pin_memory=trainer.device.type == "cuda") if val_set is not None else None
-    meta = dict(train_config=asdict(cfg), pretrained=trainer.pretrained)
+                            pin_memory=fitter.device.type == "cuda") if val_set is not None else None
+    meta = dict(train_config=asdict(cfg), pretrained=fitter.pretrained)
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
-        trainer.restore(resume)
+        fitter.restore(resume)
         history, best_acc, first_epoch = resume["history"], resume["best_acc"], resume["epoch"] + 1
         log(f"resuming {out} after epoch {resume['epoch']}")
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
     log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
-        f"validating on {len(val_set) if val_set is not None else 0}, device {trainer.device}, "
+        f"validating on {len(val_set) if val_set is not None else 0}, device {fitter.device}, "
         f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
-        f"amp {trainer.amp_dtype or 'off'}, channels-last {'on' if trainer.channels_last else 'off'}, "
-        + (f"swa from step {trainer.average_from + 1}" if trainer.average is not None else
-           f"{cfg.snapshots} snapshots (steps {', '.join(map(str, trainer.snapshot_at))})" if trainer.snapshot_at else
+        f"amp {fitter.amp_dtype or 'off'}, channels-last {'on' if fitter.channels_last else 'off'}, "
+        + (f"swa from step {fitter.average_from + 1}" if fitter.average is not None else
+           f"{cfg.snapshots} snapshots (steps {', '.join(map(str, fitter.snapshot_at))})" if fitter.snapshot_at else
            "no weight average"))
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
             log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
             break
-        row = trainer.train_one_epoch(epoch)
+        row = fitter.train_one_epoch(epoch)
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
         if val_loader is not None and main_rank:
-            result = score_loader(trainer.final, val_loader, trainer.device)
+            result = score_loader(fitter.final, val_loader, fitter.device)
             row.update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f"  val loss {result['loss']:.4f}  val acc {result['accuracy']:.4f}"
             if result["accuracy"] > best_acc:
                 best_acc = result["accuracy"]
-                save_checkpoint(out / "best.pt", trainer.final, class_names, cfg.input_size, epoch=epoch, **meta)
+                save_checkpoint(out / "best.pt", fitter.final, class_names, cfg.input_size, epoch=epoch, **meta)
         log(line + f"  ({row['epoch_seconds']:.1f}s)")
         history.append(row)
         ran += 1
         if main_rank:
-            save_checkpoint(out / "last.pt", trainer.final, class_names, cfg.input_size, epoch=epoch,
-                            training_state=trainer.state(history, best_acc, epoch), **meta)
+            save_checkpoint(out / "last.pt", fitter.final, class_names, cfg.input_size, epoch=epoch,
+                            training_state=fitter.state(history, best_acc, epoch), **meta)
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
-    if complete and trainer.average is not None and main_rank:
-        trainer.recompute_batch_norm()
+    if complete and fitter.average is not None and main_rank:
+        fitter.recompute_batch_norm()
         line = "batch-norm statistics of the averaged weights recomputed on augmented training photos"
         if val_loader is not None:
-            result = score_loader(trainer.final, val_loader, trainer.device)
+            result = score_loader(fitter.final, val_loader, fitter.device)
             history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f": val acc {result['accuracy']:.4f}"
         log(line)
@@ -247,7 +247,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                "epochs_run": ran, "complete": complete}
     if main_rank:
         if complete:
-            save_checkpoint(out / "model.pt", trainer.final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
+            save_checkpoint(out / "model.pt", fitter.final, class_names, cfg.input_size, epoch=cfg.epochs, **meta)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     distributed.barrier()
     log(f"done in {time.time() - start:.0f}s; wrote "

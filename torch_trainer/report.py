@@ -7,28 +7,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification_report(preds: Sequence[int], targets: Sequence[int], class_names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, confusion matrix (rows: true class, columns: predicted) and per-class scores."""
-    preds, targets = np.asarray(preds), np.asarray(targets)
-    k = len(class_names)
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (targets, preds), 1)
-    per_class = {}
-    for i, name in enumerate(class_names):
-        tp, predicted, actual = confusion[i, i], confusion[:, i].sum(), confusion[i].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(actual)}
-    return {"accuracy": float((preds == targets).mean()) if len(targets) else 0.0,
-            "confusion": confusion.tolist(), "per_class": per_class, "images": int(len(targets))}
+    """Accuracy, confusion matrix (rows: true class, columns: predicted) and per-class scores, as
+    JSON-ready values (scikit-learn counts; a class never predicted has precision 0)."""
+    if len(targets) == 0:
+        raise ValueError("no predictions to score")
+    labels = list(range(len(class_names)))
+    confusion = confusion_matrix(targets, preds, labels=labels)
+    precision, recall, f1, support = precision_recall_fscore_support(targets, preds, labels=labels, zero_division=0)
+    per_class = {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+                 for name, p, r, f, n in zip(class_names, precision, recall, f1, support)}
+    return {"accuracy": float(accuracy_score(targets, preds)), "confusion": confusion.tolist(),
+            "per_class": per_class, "images": int(len(targets))}
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """The report as text: accuracy, a per-class table and the confusion matrix."""
+def format_classification_report(report: dict[str, Any]) -> str:
+    """The report as text: accuracy, a per-class table and the confusion matrix (scikit-learn's
+    text report has no confusion matrix and needs the predictions, which a stored report lacks)."""
     names = list(report["per_class"])
     width = max(12, *(len(n) for n in names))
     lines = [f"accuracy {report['accuracy']:.4f} on {report['images']} images", "",
@@ -47,17 +45,9 @@ def plot_confusion(report: dict, path: Path, title: str = "") -> None:
     import matplotlib  # deferred: training never draws; the Agg backend must be set before pyplot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = list(report["per_class"])
-    cm = np.array(report["confusion"])
     fig, ax = plt.subplots(figsize=(5.5, 4.8))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=30)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ConfusionMatrixDisplay(np.array(report["confusion"]), display_labels=list(report["per_class"])).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=30)
     ax.set_title(title or f"accuracy {report['accuracy']:.4f} on {report['images']} images")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

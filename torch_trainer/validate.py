@@ -28,7 +28,7 @@ import numpy as np
 from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.report import classification_report, format_report, plot_confusion
+from torch_trainer.report import classification_report, format_classification_report, plot_confusion
 from torch_trainer.shoots import find_shoots, folds
 from torch_trainer.config import RUN_FIELDS, TrainConfig, parse_args
 from torch_trainer.fit import check_output_dir, train_models
@@ -69,7 +69,7 @@ def markdown(summary: dict, cfg: TrainConfig) -> str:
         lines.append(f"| {r['seed']} | {r['fold']} | {r['accuracy']:.4f} | {r['train_seconds']:.0f} |")
     lines += ["", f"mean {summary['mean_accuracy']:.4f}, min {summary['min_accuracy']:.4f}, "
                   f"max {summary['max_accuracy']:.4f}, std {summary['std_accuracy']:.4f}", "",
-              "Pooled over all runs:", "", "```", format_report(summary["pooled"]), "```", "",
+              "Pooled over all runs:", "", "```", format_classification_report(summary["pooled"]), "```", "",
               f"Recipe: `{json.dumps({k: v for k, v in cfg.__dict__.items() if k not in RUN_FIELDS})}`"]
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from convert.to_savedmodel import convert_checkpoint, format_report
+from convert.export_savedmodel import convert_checkpoint, format_export_report
 from torch_trainer.augment import train_view
 from torch_trainer.data import DatasetError, MugDataset, split_dir
 from torch_trainer.model import WeightsUnavailable
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_report(report))
+    print(format_export_report(report))
     print(f"SavedModel written to {export_dir}")
     return 0
 

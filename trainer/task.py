@@ -15,7 +15,7 @@ from typing import Sequence
 from torch_trainer.augment import eval_view, train_view
 from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups, split_dir
 from torch_trainer.model import WeightsUnavailable
-from torch_trainer.report import classification_report, format_report
+from torch_trainer.report import classification_report, format_classification_report
 from torch_trainer.fit import train_models
 from trainer.job import fresh_dir, parse_job_args, train_root as find_train_root
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = classification_report(metrics["val_predictions"], metrics["val_targets"], train.class_names)
     (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2))
-    print(format_report(report))
+    print(format_classification_report(report))
     print(f"run folder: {run_dir}")
     return 0
 

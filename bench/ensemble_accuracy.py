@@ -1,6 +1,6 @@
 """Cross-scene accuracy of single models, seed ensembles and flip test-time augmentation, side by side.
 
-    python -m bench.ensemble --report REPORT --data-dir DATA/train [--sizes 2 3 5]
+    python -m bench.ensemble_accuracy --report REPORT --data-dir DATA/train [--sizes 2 3 5]
 
 REPORT is a `torch_trainer.validate` folder run with several `--seeds`. Every run's
 `seedS_FOLD/model.pt` is scored on its fold's held-out images (the shoots are found again from

@@ -1,0 +1,109 @@
+"""An export against PyTorch on the same image bytes: the one parity check that the export
+(`convert.to_savedmodel`), the sweep (`convert.parity`) and the TF 2.12 check all run.
+
+PyTorch, the reference, and ONNX Runtime get the pixels PIL decodes, as training loads them;
+the SavedModel gets the bytes themselves through `serving_default`: in this process, or in a
+fresh one (`convert.verify`, run by any Python, such as a plain TF 2.12 venv) in which onnx-tf,
+onnx and torch cannot be imported, which proves that serving needs nothing but TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from convert.export_onnx import onnx_probabilities, onnx_session
+from serving.saved_model import LOADERS, SavedModelPredictor
+from torch_trainer.data import load_images
+from torch_trainer.model import class_probabilities
+
+PARITY_TOL = 1e-5
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compare(reference: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Max abs difference of probabilities and class agreement of `probs` against `reference`."""
+    return {"images": int(len(reference)),
+            "max_abs_dprob": float(np.abs(reference - probs).max()),
+            "class_agreement": float((reference.argmax(1) == probs.argmax(1)).mean())}
+
+
+def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loaders: Sequence[str] = LOADERS,
+                       serving_python: str | None = None, batch_size: int = 100) -> dict[str, dict[str, Any]]:
+    """{loader: {"PROBABILITIES", "CLASSES", "load_seconds"}} of `serving_default` on `blobs`.
+
+    With `serving_python`, in a fresh process of that interpreter (`convert.verify`);
+    otherwise in this one."""
+    if serving_python is None:
+        outputs = {}
+        for loader in loaders:
+            started = time.time()
+            predictor = SavedModelPredictor(model_dir, loader)
+            load_seconds = time.time() - started
+            outputs[loader] = dict(predictor.predict(blobs, batch_size), load_seconds=load_seconds)
+            predictor.close()
+        return outputs
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp) / f"{i:05d}.img" for i in range(len(blobs))]
+        for path, blob in zip(files, blobs):
+            path.write_bytes(blob)
+        out = Path(tmp) / "outputs.npz"
+        cmd = [serving_python, "-m", "convert.verify", "--model-dir", str(Path(model_dir).resolve()), "--out", str(out),
+               "--loaders", *loaders, "--batch-size", str(batch_size), *map(str, files)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
+                               f"({serving_python}):\n{proc.stderr[-4000:]}")
+        result = dict(np.load(out))
+    return {loader: {"PROBABILITIES": result[f"{loader}_probabilities"], "CLASSES": result[f"{loader}_classes"],
+                     "load_seconds": float(result[f"{loader}_load_seconds"])} for loader in loaders}
+
+
+def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[bytes]],
+           onnx_path: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
+           loaders: Sequence[str] = LOADERS, serving_python: str | None = None,
+           batch_size: int = 100) -> dict[str, Any]:
+    """ONNX Runtime (`onnx_path`) and the SavedModel (`model_dir`, each of `loaders`) against
+    PyTorch on every case's image bytes.
+
+    Returns {"onnxruntime/CASE": compare(...), "LOADER/CASE": compare(...), "LOADER_load_seconds": s};
+    raises AssertionError if a SavedModel's CLASSES is not the argmax of its PROBABILITIES.
+    """
+    names = list(cases)
+    blobs = [blob for name in names for blob in cases[name]]
+    ends = np.cumsum([len(cases[name]) for name in names])
+    images = load_images(blobs, input_size)
+    reference = np.split(class_probabilities(classifier, images), ends[:-1])
+    report: dict[str, Any] = {}
+
+    def add(model: str, probs: np.ndarray) -> None:
+        for name, ref, part in zip(names, reference, np.split(probs, ends[:-1])):
+            report[f"{model}/{name}"] = compare(ref, part)
+
+    if onnx_path is not None:
+        add("onnxruntime", onnx_probabilities(onnx_session(onnx_path), images, batch_size))
+    if model_dir is not None:
+        for loader, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size).items():
+            if not np.array_equal(out["CLASSES"], out["PROBABILITIES"].argmax(1)):
+                raise AssertionError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({loader} loader)")
+            report[f"{loader}_load_seconds"] = round(out["load_seconds"], 3)
+            add(loader, out["PROBABILITIES"])
+    return report
+
+
+def require(report: Mapping[str, Any], what: str, tol: float = PARITY_TOL, cases: Sequence[str] | None = None) -> None:
+    """Raise AssertionError, naming `what`, if a comparison in `report` (of `cases`, default all)
+    is beyond `tol` or changes a class."""
+    for key, value in report.items():
+        if not isinstance(value, dict) or (cases is not None and key.split("/")[-1] not in cases):
+            continue
+        if value["max_abs_dprob"] > tol or value["class_agreement"] < 1.0:
+            raise AssertionError(f"{what}: {key.split('/')[0]} disagrees with PyTorch on {key}: {value} "
+                                 f"(tolerance {tol})")
