@@ -33,9 +33,7 @@ def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int
 def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
     """Class predictions of an exported SavedModel on the original image files' bytes."""
     predictor = SavedModelPredictor(model_dir, "graph")
-    blobs = [p.read_bytes() for p in data.paths]
-    return np.concatenate([predictor.predict(blobs[i:i + batch_size])["CLASSES"]
-                           for i in range(0, len(blobs), batch_size)])
+    return predictor.predict([p.read_bytes() for p in data.paths], batch_size)["CLASSES"]
 
 
 def write_report(data: MugDataset, preds: np.ndarray, output_dir: Path | None, max_sheet: int = 100) -> dict:

@@ -111,6 +111,15 @@ def test_tf2_loader_png_and_other_sizes(export, trained_run, data_root):
     assert np.abs(out["PROBABILITIES"][2] - big_ref).max() < 0.05
 
 
+def test_predicting_in_batches_equals_one_call(export, data_root):
+    model_dir, _ = export
+    predictor = SavedModelPredictor(model_dir, "graph")
+    blobs = [p.read_bytes() for p in sample_images(data_root / "eval", 10, size=64)]
+    whole, parts = predictor.predict(blobs), predictor.predict(blobs, batch_size=3)  # 3 + 3 + 3 + 1
+    assert len(parts["CLASSES"]) == len(blobs) and np.array_equal(parts["CLASSES"], whole["CLASSES"])
+    np.testing.assert_allclose(parts["PROBABILITIES"], whole["PROBABILITIES"], atol=1e-6)
+
+
 def test_not_an_image_is_an_error(export):
     model_dir, _ = export
     predictor = SavedModelPredictor(model_dir, "graph")

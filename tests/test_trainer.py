@@ -1,10 +1,10 @@
 import hashlib
+import json
 import shutil
 
-
-from serving.saved_model import SavedModelPredictor
 from conftest import run_module
 from serving.contract import check_contract
+from serving.saved_model import SavedModelPredictor
 from torch_trainer.config import TrainConfig
 from trainer.job import parse_job_args
 
@@ -55,11 +55,12 @@ def test_final_task_without_eval_trains_on_train_alone(data_root, tmp_path):
 def test_task_reports_per_class_on_eval(data_root, tmp_path):
     proc = run_module("trainer.task", "--data-dir", str(data_root), "--job-dir", str(tmp_path), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "validating on 32" in proc.stdout
-    assert "accuracy" in proc.stdout and "precision" in proc.stdout
-    for name in ("0white", "1black", "2blue", "3transparent"):
-        assert name in proc.stdout
-    assert (tmp_path / "task_run" / "eval_report.json").is_file()
+    assert "validating on 32" in proc.stdout and "precision" in proc.stdout
+    report = json.loads((tmp_path / "task_run" / "eval_report.json").read_text())
+    assert list(report["per_class"]) == ["0white", "1black", "2blue", "3transparent"]
+    assert report["images"] == 32 and sum(map(sum, report["confusion"])) == 32
+    assert [row["support"] for row in report["per_class"].values()] == [sum(row) for row in report["confusion"]]
+    assert f"accuracy {report['accuracy']:.4f} on 32 images" in proc.stdout
 
 
 def test_task_carves_validation_without_eval(data_root, tmp_path):
