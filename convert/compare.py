@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
 from convert.export_onnx import onnx_probabilities, onnx_session
-from serving.saved_model import LOADERS, SavedModelPredictor
+from serving.saved_model import LOADERS, run_loaders
 from torch_trainer.data import load_images
 from torch_trainer.model import class_probabilities
 
@@ -42,14 +41,7 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
     With `serving_python`, in a fresh process of that interpreter (`convert.verify`);
     otherwise in this one."""
     if serving_python is None:
-        outputs = {}
-        for loader in loaders:
-            started = time.time()
-            predictor = SavedModelPredictor(model_dir, loader)
-            load_seconds = time.time() - started
-            outputs[loader] = dict(predictor.predict(blobs, batch_size), load_seconds=load_seconds)
-            predictor.close()
-        return outputs
+        return run_loaders(model_dir, blobs, loaders, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i:05d}.img" for i in range(len(blobs))]
         for path, blob in zip(files, blobs):
@@ -61,9 +53,9 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
         if proc.returncode != 0:
             raise RuntimeError(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
                                f"({serving_python}):\n{proc.stderr[-4000:]}")
-        result = dict(np.load(out))
-    return {loader: {"PROBABILITIES": result[f"{loader}_probabilities"], "CLASSES": result[f"{loader}_classes"],
-                     "load_seconds": float(result[f"{loader}_load_seconds"])} for loader in loaders}
+        with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
+            return {loader: {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
+                    for loader in loaders}
 
 
 def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[bytes]],
@@ -93,16 +85,21 @@ def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[
         for loader, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size).items():
             if not np.array_equal(out["CLASSES"], out["PROBABILITIES"].argmax(1)):
                 raise AssertionError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({loader} loader)")
-            report[f"{loader}_load_seconds"] = round(out["load_seconds"], 3)
+            report[f"{loader}_load_seconds"] = round(float(out["load_seconds"]), 3)
             add(loader, out["PROBABILITIES"])
     return report
+
+
+def comparisons(report: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The ("MODEL/CASE", compare(...)) entries of a report that may hold other keys too."""
+    return ((key, value) for key, value in report.items() if isinstance(value, dict) and "max_abs_dprob" in value)
 
 
 def require(report: Mapping[str, Any], what: str, tol: float = PARITY_TOL, cases: Sequence[str] | None = None) -> None:
     """Raise AssertionError, naming `what`, if a comparison in `report` (of `cases`, default all)
     is beyond `tol` or changes a class."""
-    for key, value in report.items():
-        if not isinstance(value, dict) or (cases is not None and key.split("/")[-1] not in cases):
+    for key, value in comparisons(report):
+        if cases is not None and key.split("/")[-1] not in cases:
             continue
         if value["max_abs_dprob"] > tol or value["class_agreement"] < 1.0:
             raise AssertionError(f"{what}: {key.split('/')[0]} disagrees with PyTorch on {key}: {value} "

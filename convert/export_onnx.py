@@ -6,6 +6,7 @@ import itertools
 import os
 import warnings
 from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import torch

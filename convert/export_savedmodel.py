@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from convert import optimize_graph
-from convert.compare import PARITY_TOL, parity, require
+from convert.compare import PARITY_TOL, comparisons, parity, require
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, export_onnx, sample_images
 from torch_trainer.data import load_images
 from torch_trainer.model import load_checkpoint
@@ -131,28 +132,26 @@ def save_graph_savedmodel(graph_def, input_name: str, output_names: dict[str, st
             builder.save()
 
 
-def encode(pixels: np.ndarray, fmt: str, size: tuple[int, int] | None = None) -> bytes:
-    """Encode HWC uint8 pixels as PNG (lossless) or JPEG, optionally resized first."""
-    from PIL import Image
-    image = Image.fromarray(pixels.astype(np.uint8))
+def png(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
+    """HWC uint8 pixels as a lossless PNG, resized (bicubic) to `size` first when given."""
+    image = Image.fromarray(pixels)
     if size is not None:
         image = image.resize(size, Image.BICUBIC)
     buf = io.BytesIO()
-    image.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def verify_export(export_dir: Path, classifier, input_size: int, image_paths: list[Path],
+def verify_export(export_dir: Path, classifier, input_size: int, blobs: list[bytes],
                   tol: float = PARITY_TOL) -> dict[str, Any]:
     """Reload `export_dir` in a fresh process through both loaders; compare with PyTorch.
 
     Original files (JPEG bytes) and lossless PNG copies must match PyTorch within `tol`
     with the same classes; enlarged non-square copies (like a phone photo) are reported.
     """
-    images = load_images(image_paths, input_size).permute(0, 2, 3, 1).numpy()
-    cases = {"files": [p.read_bytes() for p in image_paths],
-             "png": [encode(p, "PNG") for p in images],
-             "resized_png": [encode(p, "PNG", (input_size * 3, input_size * 2)) for p in images]}
+    images = load_images(blobs, input_size).permute(0, 2, 3, 1).numpy()
+    cases = {"files": blobs, "png": [png(p) for p in images],
+             "resized_png": [png(p, (input_size * 3, input_size * 2)) for p in images]}
     report = parity(classifier, input_size, cases, model_dir=export_dir, serving_python=sys.executable)
     require(report, str(export_dir), tol, cases=("files", "png"))
     return report
@@ -176,14 +175,14 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     if image_dir is None or not Path(image_dir).is_dir():
         raise FileNotFoundError(f"--images: need a folder of real images to check the conversion with "
                                 f"(checkpoint's training folder {image_dir!r} is not available)")
-    image_paths = sample_images(image_dir, size=input_size)
+    blobs = [p.read_bytes() for p in sample_images(image_dir, size=input_size)]
     started = time.time()
 
     onnx_path = Path(onnx_path) if onnx_path else checkpoint.with_suffix(".onnx")
     if onnx_path.exists():
         log(f"replacing {onnx_path} (derived from {checkpoint})")
     export_onnx(classifier, onnx_path, input_size)
-    report = parity(classifier, input_size, {"files": [p.read_bytes() for p in image_paths]}, onnx_path=onnx_path)
+    report = parity(classifier, input_size, {"files": blobs}, onnx_path=onnx_path)
     require(report, str(onnx_path))
     log(f"wrote {onnx_path}; onnxruntime vs PyTorch: {report['onnxruntime/files']}")
 
@@ -195,7 +194,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
         save_graph_savedmodel(graph_def, input_name, output_names, staging / "model", num_classes)
-        report.update(verify_export(staging / "model", classifier, input_size, image_paths))
+        report.update(verify_export(staging / "model", classifier, input_size, blobs))
         report["seconds"] = round(time.time() - started, 1)
         extra = staging / "model" / "assets.extra"
         extra.mkdir(exist_ok=True)
@@ -212,9 +211,8 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
 def format_export_report(report: dict[str, Any]) -> str:
     """The export report as text: parity per model and case, the graph's op counts, load times."""
     lines = ["parity with PyTorch (max |dprob|, class agreement, images):"]
-    for key, value in report.items():
-        if isinstance(value, dict) and "max_abs_dprob" in value:
-            lines.append(f"  {key:24s} {value['max_abs_dprob']:.2e}  {value['class_agreement']:.3f}  {value['images']}")
+    for key, value in comparisons(report):
+        lines.append(f"  {key:24s} {value['max_abs_dprob']:.2e}  {value['class_agreement']:.3f}  {value['images']}")
     ops = report.get("graph_ops", {})
     lines.append(f"  graph: {sum(ops.values())} nodes, {ops.get('Conv2D', 0)} Conv2D, {ops.get('Transpose', 0)} Transpose, "
                  f"{ops.get('BiasAdd', 0)} BiasAdd, {report.get('graph_functions', 0)} functions")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from convert.compare import parity, require
+from convert.compare import comparisons, parity, require
 from torch_trainer.data import DatasetError, image_files
 from torch_trainer.model import load_checkpoint
 
@@ -52,9 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"parity against PyTorch over {len(files)} images of {args.data_dir}:")
     print(f"{'model':12s} {'max |dprob|':>12s} {'same class':>11s}")
-    for key, r in report.items():
-        if isinstance(r, dict):
-            print(f"{key.split('/')[0]:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
+    for key, r in comparisons(report):
+        print(f"{key.split('/')[0]:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
     print(json.dumps(report))
     if args.tol is not None:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.modules[blocked] = None  # serving must not need them: importing them now fails
     # deferred: the block above must come first
     from serving.contract import check_contract
-    from serving.saved_model import SavedModelPredictor
+    from serving.saved_model import run_loaders
 
     check_contract(args.model_dir)
-    blobs = [Path(p).read_bytes() for p in args.images]
-    results = {}
-    for loader in args.loaders:
-        started = time.time()
-        predictor = SavedModelPredictor(args.model_dir, loader)
-        results[f"{loader}_load_seconds"] = np.float64(time.time() - started)
-        out = predictor.predict(blobs, args.batch_size)
-        results[f"{loader}_probabilities"] = out["PROBABILITIES"]
-        results[f"{loader}_classes"] = out["CLASSES"]
-        predictor.close()
-    np.savez(args.out, **results)
+    outputs = run_loaders(args.model_dir, [Path(p).read_bytes() for p in args.images], args.loaders, args.batch_size)
+    np.savez(args.out, **{f"{loader}/{key}": value for loader, out in outputs.items() for key, value in out.items()})
     return 0
 
 

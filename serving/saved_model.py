@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+import time
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -74,3 +75,17 @@ class SavedModelPredictor:
     def close(self) -> None:
         if self.loader == "graph":
             self._session.close()
+
+
+def run_loaders(model_dir: str | os.PathLike, blobs: Sequence[bytes], loaders: Sequence[str] = LOADERS,
+                batch_size: int | None = None) -> dict[str, dict[str, Any]]:
+    """{loader: {"PROBABILITIES", "CLASSES", "load_seconds"}}: `serving_default` on `blobs`, the
+    SavedModel loaded afresh by each of `loaders`."""
+    outputs = {}
+    for loader in loaders:
+        started = time.time()
+        predictor = SavedModelPredictor(model_dir, loader)
+        load_seconds = time.time() - started
+        outputs[loader] = dict(predictor.predict(blobs, batch_size), load_seconds=load_seconds)
+        predictor.close()
+    return outputs

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ def load_image(path: str | os.PathLike | BinaryIO, size: int) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def load_images(files: Sequence[str | os.PathLike | BinaryIO | bytes], size: int) -> torch.Tensor:
+def load_images(files: Iterable[str | os.PathLike | BinaryIO | bytes], size: int) -> torch.Tensor:
     """Files, file objects or encoded bytes decoded as `load_image` does, as one uint8 NCHW batch."""
     return torch.stack([load_image(io.BytesIO(f) if isinstance(f, bytes) else f, size) for f in files])
 
@@ -141,7 +141,7 @@ class MugDataset(Dataset):
         self.targets = torch.tensor(labels, dtype=torch.long)
         bar = tqdm(self.paths, desc="loading images", unit="img", leave=False, disable=not progress)
         try:
-            self.images = torch.stack([load_image(p, input_size) for p in bar])
+            self.images = load_images(bar, input_size)
         finally:
             bar.close()  # before an error message, so that it gets a line of its own
 
