@@ -3,18 +3,19 @@ optimiser, schedule, weight average and the training data loader."""
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LambdaLR, LinearLR, SequentialLR
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from torch_trainer import distributed
-from torch_trainer.config import AMP_MODES, TrainConfig
-from torch_trainer.model import MugClassifier, load_imagenet_weights
+from torch_trainer.config import AMP_MODES, SCHEDULES, TrainConfig
+from torch_trainer.model import RANDOM, MugClassifier, load_imagenet_weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -81,14 +82,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> tuple[MugClassifier, bool]:
-    """A fresh classifier with the initial weights that `cfg.weights` asks for, and whether they
-    are pretrained (False where ImageNet weights were asked for but unreachable)."""
+def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
+    """A fresh classifier with the starting weights that `cfg.weights` asks for; its
+    `weights_source` says where they came from.
+
+    ImageNet weights that cannot be had raise `WeightsUnavailable`: one command trains one model."""
     model = MugClassifier(cfg.arch, num_classes, cfg.image_size)
     if cfg.weights == "imagenet":
-        return model, load_imagenet_weights(model, strict=cfg.strict_weights)
+        model.weights_source = load_imagenet_weights(model)
+        return model
     if cfg.weights == "none":
-        return model, False
+        return model
     path = Path(cfg.weights)
     if not path.is_file():
         raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
@@ -96,17 +100,19 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[MugClassifier, bool
     state = state.get("state_dict", state)
     state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
     result = model.load_state_dict(state, strict=False)
-    if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"}:
-        raise ValueError(f"--weights: {path} does not fit {cfg.arch}: missing {result.missing_keys[:5]}")
-    return model, True
+    if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"} or result.unexpected_keys:
+        raise ValueError(f"--weights: {path} does not fit {cfg.arch} at {cfg.image_size} px: missing "
+                         f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    model.weights_source = f"checkpoint ({path.resolve()})"
+    return model
 
 
-def make_optimizer(model: MugClassifier, cfg: TrainConfig, pretrained: bool) -> torch.optim.Optimizer:
+def make_optimizer(model: MugClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; pretrained backbones learn `backbone_lr_scale` slower than the new head."""
     head = list(model.net.fc.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    scale = cfg.backbone_lr_scale if pretrained else 1.0
+    scale = cfg.backbone_lr_scale if model.weights_source != RANDOM else 1.0
     return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}],
                              weight_decay=cfg.weight_decay)
 
@@ -132,7 +138,18 @@ def snapshot_steps(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Linear warm-up, then cosine decay to zero, stepped per batch; with `snapshots` S > 1 the
-    cosine starts again S times (snapshot ensembles, Huang et al. 2017)."""
+    cosine starts again S times (snapshot ensembles, Huang et al. 2017).
+
+    `cosine-under-warmup` is the EfficientNet-Lite probe's schedule instead: one cosine over the
+    whole run, multiplied by the warm-up ramp (min(1, step / warm-up steps))."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule: unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if cfg.schedule == "cosine-under-warmup":
+        if cfg.snapshots > 1:
+            raise ValueError("--schedule cosine-under-warmup is one cycle: it does not take --snapshots")
+        total = max(1, cfg.epochs * steps_per_epoch)
+        ramp = max(1.0, cfg.warmup_epochs * steps_per_epoch)
+        return LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / ramp) * 0.5 * (1 + math.cos(math.pi * step / total)))
     warmup, cycle = cycles(cfg, steps_per_epoch)
     if cfg.snapshots > 1:
         cosine = CosineAnnealingWarmRestarts(optimizer, T_0=cycle)

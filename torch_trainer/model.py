@@ -1,9 +1,8 @@
-"""The classifier (preprocessing + torchvision ResNet) and its checkpoint format."""
+"""The classifier (preprocessing + a ResNet or an EfficientNet-Lite), ensembles of them, and the checkpoint format."""
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,9 +12,13 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
+from torch_trainer.efficientnet_lite import VARIANTS, EfficientNetLite, load_packaged_weights
+
+RESNETS = ("resnet18", "resnet34", "resnet50")
+ARCHS = RESNETS + tuple(VARIANTS)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM = "random"
 
 
 class WeightsUnavailable(RuntimeError):
@@ -23,25 +26,31 @@ class WeightsUnavailable(RuntimeError):
 
 
 class MugClassifier(nn.Module):
-    """ResNet with its input handling built in: float RGB in [0, 1], NCHW, at the serving size.
+    """A network with its input handling built in: float RGB in [0, 1], NCHW, at the serving size.
 
-    Resizing to `image_size` and normalisation live here so that training, ONNX export
-    and serving all run the exact same preprocessing.
+    Resizing to `image_size` (a 64 px photo enlarged to 128 px for EfficientNet-Lite) and the
+    normalisation its weights were trained with live here, so that training, ONNX export and
+    serving all run the exact same preprocessing. `weights_source` records where the starting
+    weights came from (`RANDOM`, packaged or downloaded ImageNet, a checkpoint).
     """
 
     def __init__(self, arch: str = "resnet18", num_classes: int = 4, image_size: int = 64,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 weights_source: str = RANDOM):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-        self.arch, self.image_size = arch, image_size
-        self.net = getattr(torchvision.models, arch)(weights=None)
-        self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
+        self.arch, self.image_size, self.weights_source = arch, image_size, weights_source
+        if arch in RESNETS:
+            self.net = getattr(torchvision.models, arch)(weights=None)
+            self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
+        else:
+            self.net = EfficientNetLite(arch, num_classes, image_size)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize to `image_size` and normalise: what the ResNet itself gets."""
+        """Resize to `image_size` and normalise: what the network itself gets."""
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
@@ -54,31 +63,42 @@ class MugClassifier(nn.Module):
         """Class probabilities (softmax of the logits): what the export serves."""
         return self(x).softmax(1)
 
+    def spec(self) -> dict[str, Any]:
+        """What `load_checkpoint` rebuilds this classifier from (its weights aside)."""
+        return {"arch": self.arch, "image_size": self.image_size, "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist(), "weights_source": self.weights_source}
+
 
 class Ensemble(nn.Module):
-    """Several classifiers of one architecture answering as one: the mean of their probabilities.
+    """Several models answering as one: the mean of their probabilities.
 
-    Each member resizes the pictures to its own `image_size`, so members may see different sizes.
+    A member is a classifier or itself an `Ensemble`, so an ensemble of families (say three
+    ResNet18s and two EfficientNet-Lite0s) is the mean of the family means: each family weighs
+    the same, however many members it has. Each classifier resizes the pictures to its own
+    `image_size`.
 
     `forward` returns the log of that mean, so that everything that takes logits (softmax,
     argmax, cross-entropy) sees the ensemble's own distribution; the export serves
     `probabilities`, the mean itself, without the log/softmax round trip.
     """
 
-    def __init__(self, members: Sequence[MugClassifier]):
+    def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one model")
-        first = members[0]
-        if any(m.arch != first.arch for m in members):
-            raise ValueError("the members of an ensemble must share their architecture")
         self.members = nn.ModuleList(members)
-        self.arch, self.image_size = first.arch, first.image_size
-        self.register_buffer("mean", first.mean.clone(), persistent=False)
-        self.register_buffer("std", first.std.clone(), persistent=False)
+
+    @property
+    def classifiers(self) -> list[MugClassifier]:
+        """Every classifier inside, families unfolded, in order."""
+        return [c for m in self.members for c in (m.classifiers if isinstance(m, Ensemble) else [m])]
+
+    @property
+    def arch(self) -> str:
+        return "+".join(dict.fromkeys(c.arch for c in self.classifiers))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean of the members' softmax probabilities."""
+        """The mean of the members' probabilities."""
         # a sum, not torch.stack(...).mean(0): stack exports as Unsqueeze-13, which onnx-tf lacks
         return sum(m.probabilities(x) for m in self.members) / len(self.members)
 
@@ -87,52 +107,76 @@ class Ensemble(nn.Module):
         p = self.probabilities(x)
         return p.clamp_min(torch.finfo(p.dtype).tiny).log()
 
+    def spec(self) -> dict[str, Any]:
+        return {"members": [m.spec() for m in self.members]}
 
-def load_imagenet_weights(model: MugClassifier, strict: bool = False) -> bool:
-    """Load torchvision's ImageNet weights into the backbone (all but the new head).
 
-    Returns True on success. Offline, it warns loudly and keeps the random init, or
-    raises `WeightsUnavailable` when `strict`.
+def classifiers(model: nn.Module) -> list[MugClassifier]:
+    """The classifiers of `model`: all those inside an `Ensemble`, else the model itself."""
+    return model.classifiers if isinstance(model, Ensemble) else [model]
+
+
+def load_imagenet_weights(model: MugClassifier) -> str:
+    """Load ImageNet weights into the network (all but the new head); returns where they came from.
+
+    EfficientNet-Lite's come with an installed package (nothing downloads); a ResNet's are
+    torchvision's, from its cache or downloaded. A download that fails raises
+    `WeightsUnavailable` saying what to do: never a quiet fall back to random weights, which
+    would make one command train two different models.
     """
+    if model.arch in VARIANTS:
+        try:
+            return load_packaged_weights(model.net, model.arch)
+        except FileNotFoundError as err:
+            raise WeightsUnavailable(str(err)) from err
     weights = torchvision.models.get_model_weights(model.arch).DEFAULT
     try:
         state = weights.get_state_dict(progress=True)
     except Exception as err:  # URLError, HTTPError, OSError, RuntimeError: all mean "not reachable"
-        msg = (f"could not download ImageNet weights for {model.arch} ({weights.url}): {err}. "
-               "Put the file in the torch hub cache ($TORCH_HOME/hub/checkpoints) or use --weights none.")
-        if strict:
-            raise WeightsUnavailable(msg) from err
-        warnings.warn(f"\n{'!' * 72}\nWARNING: {msg}\nFALLING BACK TO RANDOM INITIALISATION.\n{'!' * 72}",
-                      stacklevel=2)
-        return False
+        raise WeightsUnavailable(
+            f"could not download ImageNet weights for {model.arch} ({weights.url}): {err}. Put that file in "
+            f"torch's hub cache ({Path(torch.hub.get_dir()) / 'checkpoints'}), or train from random init with "
+            f"--weights none, or use an architecture whose weights install with the project "
+            f"({', '.join(VARIANTS)})") from err
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    model.net.load_state_dict(state, strict=False)
-    return True
+    result = model.net.load_state_dict(state, strict=False)
+    if set(result.missing_keys) != {"fc.weight", "fc.bias"} or result.unexpected_keys:
+        raise WeightsUnavailable(f"{weights.url}: does not fit {model.arch}: {result}")
+    return f"downloaded ImageNet (torchvision {weights})"
 
 
 def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, class_names: list[str],
                     input_size: int, **extra: Any) -> None:
     """Write the state dict plus everything needed to rebuild the model (atomically).
 
-    An `Ensemble` is saved as one checkpoint: "members" says how many classifiers its state
-    dict holds."""
+    "spec" is the model's tree (an `Ensemble`'s members, each classifier's arch, image size,
+    normalisation and starting weights); the flat fields beside it summarise its classifiers."""
+    leaves = classifiers(model)
     payload = {
         "state_dict": model.state_dict(),
-        "members": len(model.members) if isinstance(model, Ensemble) else 1,
+        "spec": model.spec(),
+        "members": len(leaves),
         "arch": model.arch,
         "num_classes": len(class_names),
         "class_names": list(class_names),
         "input_size": input_size,
-        "image_size": model.image_size,
-        "member_image_sizes": [m.image_size for m in model.members] if isinstance(model, Ensemble) else [],
-        "mean": model.mean.flatten().tolist(),
-        "std": model.std.flatten().tolist(),
+        "image_size": leaves[0].image_size,
+        "member_image_sizes": [c.image_size for c in leaves] if isinstance(model, Ensemble) else [],
+        "weights_sources": [c.weights_source for c in leaves],
         **extra,
     }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def build_from_spec(spec: dict[str, Any], num_classes: int) -> MugClassifier | Ensemble:
+    """A model of the shape `spec` describes (see `save_checkpoint`), with fresh weights."""
+    if "members" in spec:
+        return Ensemble([build_from_spec(s, num_classes) for s in spec["members"]])
+    return MugClassifier(spec["arch"], num_classes, spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
+                         spec.get("weights_source", RANDOM))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
@@ -146,17 +190,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         raise ValueError(f"{path}: not a readable checkpoint: {err}") from err
-    missing = [k for k in ("state_dict", "arch", "class_names", "input_size", "image_size", "mean", "std")
-               if k not in ckpt]
+    if "spec" not in ckpt and "arch" in ckpt:  # written before ensembles of families (2026-12-02)
+        leaf = {k: ckpt.get(k) for k in ("arch", "mean", "std")}
+        sizes = ckpt.get("member_image_sizes") or [ckpt.get("image_size")] * ckpt.get("members", 1)
+        specs = [dict(leaf, image_size=size) for size in sizes]
+        ckpt["spec"] = specs[0] if ckpt.get("members", 1) == 1 else {"members": specs}
+    missing = [k for k in ("state_dict", "spec", "class_names", "input_size") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
-
-    def classifier(image_size: int) -> MugClassifier:
-        return MugClassifier(ckpt["arch"], len(ckpt["class_names"]), image_size, tuple(ckpt["mean"]), tuple(ckpt["std"]))
-
-    members = ckpt.get("members", 1)
-    sizes = ckpt.get("member_image_sizes") or [ckpt["image_size"]] * members
-    model = classifier(ckpt["image_size"]) if members == 1 else Ensemble([classifier(size) for size in sizes])
+    model = build_from_spec(ckpt["spec"], len(ckpt["class_names"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
