@@ -50,8 +50,62 @@ def export_onnx(classifier: nn.Module, path: str | os.PathLike, input_size: int)
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
+    simplify_onnx(tmp)
     os.replace(tmp, path)
     return path
+
+
+def simplify_onnx(path: str | os.PathLike) -> None:
+    """Fold what torch leaves computed in the graph into constants, and zero Pads into the Convs
+    after them, in place: ONNX Runtime's basic (standard-op) optimisations, saved, then the Pads
+    it leaves (one that feeds several Convs) folded by hand.
+
+    onnx-tf wraps every Pad in a `tf.cond` (for negative widths), which the frozen graph keeps as
+    Switch/Merge, and the NHWC rewrite cannot see through it: EfficientNet-Lite's TensorFlow-style
+    padding (a ZeroPad2d before each stride-2 convolution) kept 42 Transposes in the graph.
+    """
+    import onnx  # deferred: only the export rewrites ONNX files
+    path = Path(path)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(path.with_suffix(".basic.onnx"))
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(options.optimized_model_filepath)
+    os.remove(options.optimized_model_filepath)
+    graph = model.graph
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        widths = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+        value = constants.get(pad.input[2], np.zeros(())) if len(pad.input) > 2 and pad.input[2] else np.zeros(())
+        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+        users = consumers.get(pad.output[0], [])
+        if widths is None or mode != b"constant" or np.any(value != 0) or len(widths) != 8 \
+                or np.any(widths[[0, 1, 4, 5]] != 0) or np.any(widths < 0) \
+                or not users or any(u.op_type != "Conv" or u.input[0] != pad.output[0] for u in users) \
+                or pad.output[0] in {o.name for o in graph.output}:
+            continue
+        for conv in users:
+            conv.input[0] = pad.input[0]
+            pads = next((a for a in conv.attribute if a.name == "pads"), None)
+            if pads is None:
+                pads = onnx.helper.make_attribute("pads", [0, 0, 0, 0])
+                conv.attribute.append(pads)
+            if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
+                raise ValueError(f"{path}: {conv.name} pads by auto_pad after a Pad: not folded")
+            old = list(pads.ints)
+            del pads.ints[:]
+            pads.ints.extend(int(o + w) for o, w in zip(old, widths[[2, 3, 6, 7]]))
+        graph.node.remove(pad)
+    # ONNX Runtime declares its own op domains; onnx-tf reads standard ops only, and no node uses them
+    used = {n.domain for n in graph.node}
+    for opset in [o for o in model.opset_import if o.domain not in used and o.domain not in ("", "ai.onnx")]:
+        model.opset_import.remove(opset)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def sample_images(folder: str | os.PathLike, limit: int = 64, size: int = 64) -> list[Path]:

@@ -9,9 +9,9 @@ conv bias as a broadcast AddV2 that grappler's remapper does not fuse. This modu
    are rewritten for NHWC (elementwise ops, Pad paddings, reduction axes, broadcast
    constants) until a Transpose NCHW->NHWC cancels it; an op that needs the NCHW
    tensor gets a Transpose in front of it, so any graph stays correct,
-3. folds each zero Pad into the Conv2D after it (`padding="EXPLICIT"`),
-4. turns `conv + bias` into BiasAdd, which grappler's remapper fuses with Conv2D and Relu
-   when the model is loaded.
+3. folds each zero Pad into the convolution after it (`padding="EXPLICIT"`),
+4. turns `conv + bias` into BiasAdd and onnx-tf's ReLU6 (`Maximum(Minimum(x, 6), 0)`) into Relu6,
+   which grappler's remapper fuses with Conv2D or DepthwiseConv2dNative when the model is loaded.
 
 The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the original.
 """
@@ -34,6 +34,7 @@ ELEMENTWISE_BINARY = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Div", "Maximum",
                       "SquaredDifference"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod"}
 PADS = {"Pad", "PadV2", "MirrorPad"}
+CONVS = {"Conv2D", "DepthwiseConv2dNative"}
 
 
 def fold_constants(graph_def, outputs: Iterable[str]):
@@ -240,10 +241,11 @@ def _consumers(graph_def) -> dict[str, list]:
 
 
 def fold_pads_into_convs(graph_def) -> int:
-    """Pad(zeros, spatial only) -> Conv2D(VALID) becomes one Conv2D with explicit padding."""
+    """Pad(zeros, spatial only) -> Conv2D or DepthwiseConv2dNative (VALID) becomes one convolution
+    with explicit padding."""
     rw, users, folded = _Rewriter(graph_def), _consumers(graph_def), 0
     for conv in graph_def.node:
-        if conv.op != "Conv2D" or conv.attr["padding"].s != b"VALID" or conv.attr["data_format"].s != b"NHWC":
+        if conv.op not in CONVS or conv.attr["padding"].s != b"VALID" or conv.attr["data_format"].s != b"NHWC":
             continue
         pad = rw.nodes.get(_node_name(conv.input[0]))
         if pad is None or pad.op not in ("Pad", "PadV2") or len(users[pad.name]) != 1:
@@ -262,7 +264,7 @@ def fold_pads_into_convs(graph_def) -> int:
 
 
 def biases_to_biasadd(graph_def) -> int:
-    """AddV2(NHWC Conv2D output, const vector of its channels) -> BiasAdd, the form the remapper fuses."""
+    """AddV2(NHWC convolution output, const vector of its channels) -> BiasAdd, the form the remapper fuses."""
     rw, converted = _Rewriter(graph_def), 0
     for node in graph_def.node:
         if node.op not in ("AddV2", "Add"):
@@ -274,11 +276,14 @@ def biases_to_biasadd(graph_def) -> int:
             while producer is not None and producer.op == "Identity" and len(producer.input) == 1:
                 source = producer.input[0]
                 producer = rw.nodes.get(_node_name(source))
-            if value is None or value.ndim != 1 or producer is None or producer.op != "Conv2D" \
+            if value is None or value.ndim != 1 or producer is None or producer.op not in CONVS \
                     or producer.attr["data_format"].s != b"NHWC":
                 continue
             kernel = rw.const_value(producer.input[1])
-            if kernel is None or kernel.shape[-1] != value.shape[0]:
+            # a depthwise kernel is [h, w, channels, multiplier]: channels x multiplier outputs
+            outputs = None if kernel is None else \
+                kernel.shape[-1] if producer.op == "Conv2D" else kernel.shape[-2] * kernel.shape[-1]
+            if outputs != value.shape[0]:
                 continue
             node.op = "BiasAdd"
             del node.input[:]
@@ -286,6 +291,27 @@ def biases_to_biasadd(graph_def) -> int:
             node.attr["data_format"].s = b"NHWC"
             converted += 1
             break
+    return converted
+
+
+def clips_to_relu6(graph_def) -> int:
+    """Maximum(Minimum(x, 6), 0), onnx-tf's ReLU6 (ONNX Clip), -> Relu6(x), which the remapper fuses
+    into the convolution and BiasAdd before it."""
+    rw, users, converted = _Rewriter(graph_def), _consumers(graph_def), 0
+    for node in graph_def.node:
+        if node.op != "Maximum" or rw.const_value(node.input[1]) is None or rw.const_value(node.input[1]).size != 1 \
+                or rw.const_value(node.input[1]).item() != 0:
+            continue
+        inner = rw.nodes.get(_node_name(node.input[0]))
+        if inner is None or inner.op != "Minimum" or len(users[inner.name]) != 1 or not _tensor(node.input[0]).endswith(":0"):
+            continue
+        six = rw.const_value(inner.input[1])
+        if six is None or six.size != 1 or six.item() != 6:
+            continue
+        node.op = "Relu6"
+        del node.input[:]
+        node.input.append(inner.input[0])
+        converted += 1
     return converted
 
 
@@ -308,6 +334,7 @@ def optimize(graph_def, outputs: Iterable[str]) -> tuple[object, dict[str, int]]
         folded = prune(folded, outputs)
         stats["pads_folded"] = fold_pads_into_convs(folded)
         stats["bias_adds"] = biases_to_biasadd(folded)
+        stats["relu6"] = clips_to_relu6(folded)
         folded = prune(folded, outputs)
     finally:
         tf.get_logger().setLevel(level)
