@@ -184,6 +184,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     export_onnx(classifier, onnx_path, input_size)
     report = parity(classifier, input_size, {"files": blobs}, onnx_path=onnx_path)
     require(report, str(onnx_path))
+    report["models"] = served_models(meta["spec"], meta.get("families"))
     log(f"wrote {onnx_path}; onnxruntime vs PyTorch: {report['onnxruntime/files']}")
 
     graph_def, input_name, output_names, report["graph_rewrite"] = frozen_serving_graph(onnx_path, input_size,
@@ -208,9 +209,27 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     return report
 
 
+def served_models(spec: dict[str, Any], families: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every classifier the export serves: its family (for an ensemble of families), architecture,
+    image size, starting weights and its weight in the served mean."""
+    def walk(node: dict[str, Any], weight: float, family: str | None) -> list[dict[str, Any]]:
+        if "members" not in node:
+            return [{"family": family, "arch": node["arch"], "image_size": node["image_size"],
+                     "weights_source": node.get("weights_source", "unrecorded"), "weight": round(weight, 6)}]
+        return [m for member in node["members"] for m in walk(member, weight / len(node["members"]), family)]
+
+    if families:
+        return [m for member, family in zip(spec["members"], families)
+                for m in walk(member, 1 / len(families), family)]
+    return walk(spec, 1.0, None)
+
+
 def format_export_report(report: dict[str, Any]) -> str:
     """The export report as text: parity per model and case, the graph's op counts, load times."""
-    lines = ["parity with PyTorch (max |dprob|, class agreement, images):"]
+    lines = ["served models (family, architecture, image size, starting weights, weight in the mean):"]
+    lines += [f"  {m['family'] or '-'}  {m['arch']} {m['image_size']} px  {m['weights_source']}  {m['weight']:.4f}"
+              for m in report.get("models", [])]
+    lines.append("parity with PyTorch (max |dprob|, class agreement, images):")
     for key, value in comparisons(report):
         lines.append(f"  {key:24s} {value['max_abs_dprob']:.2e}  {value['class_agreement']:.3f}  {value['images']}")
     ops = report.get("graph_ops", {})

@@ -41,7 +41,7 @@ def test_torchrun_two_processes_matches_single(data_root, trained_run, tmp_path)
            "--output-dir", str(out), "--epochs", "6", "--ensemble", "1", "--weights", "none", "--batch-size", "8", "--lr", "3e-3"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count("training resnet18 on 96 images") == 1  # only rank 0 logs
+    assert proc.stdout.count("training resnet18 at 64 px from random weights on 96 images") == 1  # only rank 0 logs
     assert "2 process(es)" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     single = json.loads((trained_run / "metrics.json").read_text())

@@ -28,10 +28,13 @@ def shared():
 @pytest.fixture(scope="module")
 def real_export(shared, tmp_path_factory):
     job = tmp_path_factory.mktemp("real-job")
+    # the default recipe, shortened: one ResNet18 from random init and one Lite0 from the packaged weights
     proc = run_module("trainer.final_task", "--data-dir", str(shared / "mug-data"), "--job-dir", str(job),
-                      "--epochs", "1", "--weights", "none")
+                      "--epochs", "1", "--ensemble", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "training resnet18 on 2000 images" in proc.stdout
+    metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
+    assert metrics["num_train"] == 2000 and [f["family"] for f in metrics["families"]] == ["exposure-ens3", "lite0-ens2"]
+    assert metrics["weights_sources"]["lite0-ens2"][0].startswith("packaged ImageNet")
     return job / "exported_model"
 
 

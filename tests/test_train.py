@@ -68,25 +68,40 @@ def unreachable_weights(monkeypatch):
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
 
 
-def test_imagenet_unreachable_falls_back_loudly(monkeypatch, tmp_path):
+def test_a_failed_download_is_an_error_not_random_weights(monkeypatch, tmp_path, data_root):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     unreachable_weights(monkeypatch)
-    cfg = TrainConfig(weights="imagenet")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _, pretrained = build_model(cfg, 4)
-    assert any("RANDOM INITIALISATION" in str(w.message) for w in caught)
-    assert pretrained is False
-    with pytest.raises(WeightsUnavailable, match="could not download ImageNet weights"):
-        build_model(TrainConfig(weights="imagenet", strict_weights=True), 4)
+    with pytest.raises(WeightsUnavailable, match="could not download ImageNet weights for resnet18") as caught:
+        build_model(TrainConfig(weights="imagenet"), 4)
+    # it says what to do: where the file goes, or the flag, or the weights that install with the project
+    message = str(caught.value)
+    assert str(tmp_path / "hub" / "checkpoints") in message and "--weights none" in message
+    assert "efficientnet_lite0" in message
+    # through the CLI: exit 2, no traceback, no run folder with a random-init model in it
+    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+                      str(tmp_path / "run"), "--recipe", "exposure-ens3", "--weights", "imagenet", "--epochs", "1",
+                      env={"TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9",
+                           "HTTPS_PROXY": "http://127.0.0.1:9"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "could not download ImageNet weights for resnet18" in proc.stderr
+    assert not list((tmp_path / "run").rglob("*.pt"))
 
 
 def test_weights_from_a_checkpoint(trained_run):
     cfg = TrainConfig(weights=str(trained_run / "model.pt"))
-    model, pretrained = build_model(cfg, 4)
+    model = build_model(cfg, 4)
     source, _ = load_checkpoint(trained_run / "model.pt")
     assert torch.equal(model.net.conv1.weight, source.net.conv1.weight)
-    assert pretrained is True
+    assert model.weights_source == f"checkpoint ({(trained_run / 'model.pt').resolve()})"
+    with pytest.raises(ValueError, match="does not fit efficientnet_lite0"):
+        build_model(TrainConfig(weights=str(trained_run / "model.pt"), arch="efficientnet_lite0"), 4)
+
+
+def test_weights_sources_are_recorded(trained_run):
+    assert build_model(TrainConfig(weights="none"), 4).weights_source == "random"
+    model, meta = load_checkpoint(trained_run / "model.pt")
+    assert model.weights_source == "random" and meta["weights_sources"] == ["random"]
+    assert json.loads((trained_run / "metrics.json").read_text())["weights_source"] == "random"
 
 
 @pytest.mark.parametrize("arch", ["resnet34", "resnet50"])

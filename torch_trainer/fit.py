@@ -408,6 +408,7 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
             break
     complete = len(families) == len(names) and all(m["complete"] for m in families)
     metrics = {"families": families, "train_seconds": sum(m["train_seconds"] for m in families),
+               "history": [dict(row, family=m["family"]) for m in families for row in m["history"]],
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
                "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
                "weights_sources": {m["family"]: family_sources(m) for m in families},
