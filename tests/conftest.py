@@ -48,7 +48,7 @@ def data_root(tmp_path_factory) -> Path:
 def trained_run(data_root, tmp_path_factory) -> Path:
     """A run folder trained briefly on the drawn data through the real CLI."""
     run = tmp_path_factory.mktemp("run") / "r18"
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--val-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir",
                       str(data_root / "eval"), "--output-dir", str(run), "--epochs", "6", "--ensemble", "1", "--weights", "none",
                       "--batch-size", "16", "--lr", "3e-3")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -37,7 +37,7 @@ def test_ranks_see_disjoint_shards(data_root):
 def test_torchrun_two_processes_matches_single(data_root, trained_run, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "torch_trainer.train", "--train-dir", str(data_root / "train"), "--val-dir", str(data_root / "eval"),
+           "-m", "torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir", str(data_root / "eval"),
            "--output-dir", str(out), "--epochs", "6", "--ensemble", "1", "--weights", "none", "--batch-size", "8", "--lr", "3e-3"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -60,7 +60,7 @@ def test_torchrun_resume(data_root, tmp_path):
     out = tmp_path / "ddp"
     base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "-m", "torch_trainer.train"]
-    first = subprocess.run(base + ["--train-dir", str(data_root / "eval"), "--output-dir", str(out), "--epochs", "2",
+    first = subprocess.run(base + ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir", str(out), "--epochs", "2",
                                    "--ensemble", "1", "--weights", "none", "--batch-size", "8", "--stop-after", "1"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-4000:]

@@ -24,7 +24,7 @@ ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble"
 @pytest.fixture(scope="module")
 def ensemble_run(data_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("ensemble") / "run"
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--val-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir",
                       str(data_root / "eval"), "--output-dir", str(run), *ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run, proc.stdout
@@ -100,7 +100,7 @@ def test_ensemble_exports_as_one_graph_with_parity(ensemble_run, data_root, tmp_
 def test_interrupted_ensemble_resumes_to_the_same_model(ensemble_run, data_root, tmp_path):
     run, _ = ensemble_run
     part = tmp_path / "part"
-    first = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--val-dir",
+    first = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir",
                        str(data_root / "eval"), "--output-dir", str(part), *ARGS, "--stop-after", "3")
     assert first.returncode == 0, first.stderr[-3000:]
     # member 0 finished, member 1 stopped after its first epoch: no ensemble yet
@@ -115,7 +115,7 @@ def test_interrupted_ensemble_resumes_to_the_same_model(ensemble_run, data_root,
 
 
 def test_bad_ensemble_size_is_a_clear_error(data_root, tmp_path):
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
                       str(tmp_path / "run"), "--weights", "none", "--ensemble", "0")
     assert proc.returncode == 2 and "--ensemble" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -124,7 +124,7 @@ def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tm
     # 32 pictures in batches of 8: 4 steps an epoch; 4 epochs = 4 steps of warm-up + 3 cycles of 4,
     # so the cycles end with epochs 2, 3 and 4, where last.pt holds the raw weights
     run = tmp_path / "run"
-    args = ["--train-dir", str(data_root / "eval"), "--epochs", "4", "--snapshots", "3", "--ensemble", "1",
+    args = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "4", "--snapshots", "3", "--ensemble", "1",
             "--weights", "none", "--batch-size", "8", "--output-dir", str(run)]
     raw = []
     for step_args in (args + ["--stop-after", "2"], ["--resume", str(run), "--stop-after", "1"], ["--resume", str(run)]):
@@ -141,14 +141,14 @@ def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tm
 
 
 def test_snapshots_and_swa_do_not_mix(data_root, tmp_path):
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
                       str(tmp_path / "run"), "--weights", "none", "--snapshots", "3", "--swa-start", "0.5")
     assert proc.returncode == 2 and "choose one" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_members_of_different_image_sizes_export_as_one_graph(data_root, tmp_path):
     run, out = tmp_path / "run", tmp_path / "export"
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir", str(run),
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir", str(run),
                       "--weights", "none", "--epochs", "1", "--batch-size", "16", "--ensemble", "2",
                       "--member-image-sizes", "64", "128")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -165,6 +165,6 @@ def test_members_of_different_image_sizes_export_as_one_graph(data_root, tmp_pat
         got = SavedModelPredictor(out, loader).predict(blobs)
         np.testing.assert_allclose(got["PROBABILITIES"], reference, atol=1e-5)
         assert np.array_equal(got["CLASSES"], reference.argmax(1))
-    wrong = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+    wrong = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
                        str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-image-sizes", "64")
     assert wrong.returncode == 2 and "--member-image-sizes: 1 sizes for --ensemble 3" in wrong.stderr

@@ -39,7 +39,7 @@ def test_find_shoots_separates_backgrounds(two_shoots):
 
 def test_validate_reports_every_fold(two_shoots, tmp_path):
     out = tmp_path / "report"
-    proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
+    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
                       "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -82,7 +82,7 @@ def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root
 
 
 def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
-    common = ["--train-dir", str(data_root / "eval"), "--epochs", "2", "--weights", "none", "--batch-size", "8"]
+    common = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "2", "--weights", "none", "--batch-size", "8"]
     full = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
     part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
@@ -100,7 +100,7 @@ def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
 
 def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
     # one step per epoch (32 pictures, batch 32): --swa-start 0.5 of 4 epochs averages steps 3 and 4
-    args = ["--train-dir", str(data_root / "eval"), "--epochs", "4", "--ensemble", "1", "--weights", "none", "--batch-size", "32",
+    args = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "4", "--ensemble", "1", "--weights", "none", "--batch-size", "32",
             "--swa-start", "0.5", "--output-dir", str(tmp_path / "run")]
     raw = []
     for step_args in (args + ["--stop-after", "3"], ["--resume", str(tmp_path / "run")]):
@@ -122,13 +122,13 @@ def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
 
 
 def test_swa_start_out_of_range_is_a_clear_error(data_root, tmp_path):
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--epochs", "1",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1",
                       "--weights", "none", "--swa-start", "1", "--output-dir", str(tmp_path / "run"))
     assert proc.returncode != 0 and "--swa-start" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
-    common = ["--train-dir", str(data_root / "eval"), "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "8"]
+    common = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "8"]
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         proc = run_module("torch_trainer.train", *common, "--seed", seed, "--output-dir", str(tmp_path / name))
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -140,7 +140,7 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
     from bench.ensemble_accuracy import score_report
     from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
-    proc = run_module("torch_trainer.validate", "--data-dir", str(two_shoots), "--output-dir", str(out),
+    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
                       "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "16", "--image-size", "64",
                       "--seeds", "0", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -45,7 +45,7 @@ def test_bad_checkpoint_is_named(tmp_path):
 
 def test_refuses_non_empty_output_dir(data_root, trained_run):
     before = (trained_run / "model.pt").read_bytes()
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "train"), "--output-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--output-dir",
                       str(trained_run), "--epochs", "1", "--weights", "none")
     assert proc.returncode == 2
     assert "not empty" in proc.stderr and str(trained_run) in proc.stderr
@@ -53,7 +53,7 @@ def test_refuses_non_empty_output_dir(data_root, trained_run):
 
 
 def test_bad_data_dir_is_a_clear_error(tmp_path):
-    proc = run_module("torch_trainer.train", "--train-dir", str(tmp_path / "nope"), "--output-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(tmp_path / "nope"), "--output-dir",
                       str(tmp_path / "run"), "--weights", "none")
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -78,7 +78,7 @@ def test_a_failed_download_is_an_error_not_random_weights(monkeypatch, tmp_path,
     assert str(tmp_path / "hub" / "checkpoints") in message and "--weights none" in message
     assert "efficientnet_lite0" in message
     # through the CLI: exit 2, no traceback, no run folder with a random-init model in it
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--output-dir",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
                       str(tmp_path / "run"), "--recipe", "exposure-ens3", "--weights", "imagenet", "--epochs", "1",
                       env={"TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9",
                            "HTTPS_PROXY": "http://127.0.0.1:9"})
@@ -119,7 +119,7 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     assert autocast_dtype(TrainConfig(amp="auto"), cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
     with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
         autocast_dtype(TrainConfig(amp="fp16"), cpu)
-    proc = run_module("torch_trainer.train", "--train-dir", str(data_root / "eval"), "--epochs", "1",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1",
                       "--weights", "none", "--batch-size", "8", "--amp", "bf16", "--ensemble", "1",
                       "--output-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
