@@ -2,9 +2,10 @@
 
     python -m bench.augment_throughput --data-dir DATA/train [--recipe NAME] [--rounds 5] [--batch-size 64]
 
-Both sides make the same kind of pictures from the same uint8 photos: the per-picture side is
-the v2 pipeline the trainer used before (`RandomResizedCrop`, `RandomHorizontalFlip`,
-`ColorJitter`, float conversion, exposure), called once per photo as a DataLoader with
+Both sides make the same kind of pictures from the same uint8 photos, but for the colour cast,
+which only the batch side has (it came with `BatchAugment`): the per-picture side is the v2
+pipeline the trainer used before (`RandomResizedCrop`, `RandomHorizontalFlip`, `ColorJitter`,
+float conversion, exposure), called once per photo as a DataLoader with
 `workers=0` calls it; the batch side is `BatchAugment` on batches of `--batch-size`. One epoch
 of each per round, alternating, so that machine noise hits both alike; prints the median
 images/s of each and their ratio.
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="class-per-folder photos")
     parser.add_argument("--rounds", type=int, default=5)
-    args, cfg, _ = parse_args(parser, argv)
+    args, cfg = parse_args(parser, argv)
     data = MugDataset(args.data_dir, cfg.input_size)
     picture, batch = per_picture_transform(cfg), BatchAugment(cfg)
     n, size = len(data), cfg.batch_size

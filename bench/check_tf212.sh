@@ -13,6 +13,6 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 for python in .venv/bin/python "$venv/bin/python"; do
   echo "== SavedModel in TF $("$python" -c 'import tensorflow as t; print(t.__version__)' 2>/dev/null) ($python)"
-  .venv/bin/python -m convert.parity --checkpoint "$checkpoint" --model-dir "$export_dir" --data-dir "$images" \
+  .venv/bin/python -m convert.parity_sweep --checkpoint "$checkpoint" --model-dir "$export_dir" --data-dir "$images" \
     --limit 64 --loaders graph tf2 --serving-python "$python" --tol 1e-5 | head -n -1
 done

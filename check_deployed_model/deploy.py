@@ -41,24 +41,54 @@ def deploy_steps(project: str, region: str, bucket: str, model_dir: str, name: s
     ]
 
 
-def teardown_steps(project: str, region: str, bucket: str, name: str) -> list[list[str]]:
+def teardown_steps(project: str, region: str, bucket: str, name: str,
+                   deployed: Sequence[str] = ("DEPLOYED_ID",)) -> list[list[str]]:
+    """The commands that undeploy every model `deployed` on the endpoint, delete it, the model and the upload."""
     common = [f"--project={project}", f"--region={region}"]
     return [
-        ["gcloud", "ai", "endpoints", "undeploy-model", "ENDPOINT_ID", *common, "--deployed-model-id=DEPLOYED_ID"],
+        *(["gcloud", "ai", "endpoints", "undeploy-model", "ENDPOINT_ID", *common, f"--deployed-model-id={d}"]
+          for d in deployed),
         ["gcloud", "ai", "endpoints", "delete", "ENDPOINT_ID", *common, "--quiet"],
         ["gcloud", "ai", "models", "delete", "MODEL_ID", *common, "--quiet"],
         ["gsutil", "-m", "rm", "-r", f"{bucket.rstrip('/')}/{name}"],
     ]
 
 
+class DeployError(RuntimeError):
+    """A gcloud call failed, or what it found is not one model or endpoint of that name."""
+
+
+def gcloud_values(args: list[str]) -> list[str]:
+    """The values a `gcloud ... --format=value(...)` call prints; a DeployError with gcloud's own message if it fails."""
+    try:
+        proc = subprocess.run(["gcloud", *args], capture_output=True, text=True)
+    except OSError as err:
+        raise DeployError(f"cannot run gcloud ({err}): install the Google Cloud SDK and log in") from err
+    if proc.returncode != 0:
+        raise DeployError(f"gcloud {shlex.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout.split()
+
+
 def lookup(kind: str, project: str, region: str, display_name: str) -> str:
-    """The id of the Vertex AI model or endpoint with `display_name` (gcloud list)."""
-    out = subprocess.run(["gcloud", "ai", kind, "list", f"--project={project}", f"--region={region}",
-                          f"--filter=displayName={display_name}", "--format=value(name)"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    if not out:
-        raise RuntimeError(f"no {kind[:-1]} named {display_name} in {project}/{region}")
-    return out[0].rsplit("/", 1)[-1]
+    """The id of the one Vertex AI model or endpoint (`kind`: models or endpoints) named `display_name`.
+
+    Display names need not be unique on Vertex AI: several of one name is an error that lists them,
+    rather than acting on whichever gcloud lists first."""
+    names = gcloud_values(["ai", kind, "list", f"--project={project}", f"--region={region}",
+                           f"--filter=displayName={display_name}", "--format=value(name)"])
+    ids = [n.rsplit("/", 1)[-1] for n in names]
+    if not ids:
+        raise DeployError(f"no {kind[:-1]} named {display_name} in {project}/{region}")
+    if len(ids) > 1:
+        raise DeployError(f"{len(ids)} {kind} named {display_name} in {project}/{region} ({', '.join(ids)}): "
+                          f"delete the extra ones or deploy under another --name")
+    return ids[0]
+
+
+def deployed_models(project: str, region: str, endpoint: str) -> list[str]:
+    """The ids of every model deployed on `endpoint`."""
+    return gcloud_values(["ai", "endpoints", "describe", endpoint, f"--project={project}", f"--region={region}",
+                          "--format=value(deployedModels[].id)"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,38 +104,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.bucket.startswith("gs://"):
         parser.error("--bucket must be a gs:// URL")
-    if args.teardown:
-        steps = teardown_steps(args.project, args.region, args.bucket, args.name)
-    else:
-        if not args.model_dir:
-            parser.error("--model-dir is required to deploy")
-        try:
-            check_contract(args.model_dir)
-        except (FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"{args.model_dir}: serving contract checked")
-        steps = deploy_steps(args.project, args.region, args.bucket, args.model_dir, args.name, args.machine_type)
     ids: dict[str, str] = {}
-    for n, step in enumerate(steps, 1):
-        print(f"[{n}/{len(steps)}] {shlex.join(step)}", flush=True)
-        if args.dry_run:
-            continue
-        if any(a in ("ENDPOINT_ID", "MODEL_ID", "DEPLOYED_ID") or "MODEL_ID" in a or "DEPLOYED_ID" in a for a in step):
-            ids.setdefault("ENDPOINT_ID", lookup("endpoints", args.project, args.region, f"{args.name}-endpoint"))
-            ids.setdefault("MODEL_ID", lookup("models", args.project, args.region, args.name))
-            if args.teardown and "DEPLOYED_ID" not in ids:
-                ids["DEPLOYED_ID"] = subprocess.run(
-                    ["gcloud", "ai", "endpoints", "describe", ids["ENDPOINT_ID"], f"--project={args.project}",
-                     f"--region={args.region}", "--format=value(deployedModels[0].id)"],
-                    capture_output=True, text=True, check=True).stdout.strip()
-            for key, value in ids.items():
-                step = [a.replace(key, value) for a in step]
-        try:
-            subprocess.run(step, check=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            print(f"error: step {n} failed: {err}", file=sys.stderr)
-            return 2
+    try:
+        if args.teardown:
+            deployed: Sequence[str] = ("DEPLOYED_ID",)
+            if not args.dry_run:  # the ids exist already: look them up before anything is removed
+                ids["ENDPOINT_ID"] = lookup("endpoints", args.project, args.region, f"{args.name}-endpoint")
+                ids["MODEL_ID"] = lookup("models", args.project, args.region, args.name)
+                deployed = deployed_models(args.project, args.region, ids["ENDPOINT_ID"])
+            steps = teardown_steps(args.project, args.region, args.bucket, args.name, deployed)
+        else:
+            if not args.model_dir:
+                parser.error("--model-dir is required to deploy")
+            check_contract(args.model_dir)
+            print(f"{args.model_dir}: serving contract checked")
+            steps = deploy_steps(args.project, args.region, args.bucket, args.model_dir, args.name, args.machine_type)
+        for n, step in enumerate(steps, 1):
+            if not args.dry_run and any("_ID" in a for a in step):
+                # the model and endpoint ids exist only once the upload and create steps have run
+                ids.setdefault("ENDPOINT_ID", lookup("endpoints", args.project, args.region, f"{args.name}-endpoint"))
+                ids.setdefault("MODEL_ID", lookup("models", args.project, args.region, args.name))
+                for key, value in ids.items():
+                    step = [a.replace(key, value) for a in step]
+            print(f"[{n}/{len(steps)}] {shlex.join(step)}", flush=True)
+            if args.dry_run:
+                continue
+            try:
+                subprocess.run(step, check=True)
+            except (OSError, subprocess.CalledProcessError) as err:
+                raise DeployError(f"step {n} failed: {err}") from err
+    except (FileNotFoundError, ValueError, DeployError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.dry_run:
         print("dry run: nothing was changed")
     return 0

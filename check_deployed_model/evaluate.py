@@ -24,10 +24,13 @@ from torch_trainer.model import class_probabilities, load_checkpoint
 from torch_trainer.report import classification_report, contact_sheet, format_classification_report, plot_confusion
 
 
-def predict_checkpoint(checkpoint: str | Path, data: MugDataset, batch_size: int = 256) -> np.ndarray:
-    """Class predictions of a checkpoint on the in-memory images of `data`."""
-    model, _ = load_checkpoint(checkpoint)
-    return class_probabilities(model, data.images, batch_size).argmax(1)
+def predict_checkpoint(checkpoint: str | Path, data_dir: str | Path, batch_size: int = 256
+                       ) -> tuple[MugDataset, np.ndarray]:
+    """The labelled images of `data_dir`, loaded at the checkpoint's input size as it was trained,
+    and the checkpoint's class predictions on them."""
+    model, meta = load_checkpoint(checkpoint)
+    data = MugDataset(data_dir, meta["input_size"], progress=True)
+    return data, class_probabilities(model, data.images, batch_size).argmax(1)
 
 
 def predict_savedmodel(model_dir: str | Path, data: MugDataset, batch_size: int = 64) -> np.ndarray:
@@ -63,8 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", help="where report.json, confusion.png and misclassified.png go")
     args = parser.parse_args(argv)
     try:
-        data = MugDataset(args.data_dir, progress=True)
-        preds = predict_checkpoint(args.checkpoint, data) if args.checkpoint else predict_savedmodel(args.model_dir, data)
+        if args.checkpoint:
+            data, preds = predict_checkpoint(args.checkpoint, args.data_dir)
+        else:
+            data = MugDataset(args.data_dir, progress=True)
+            preds = predict_savedmodel(args.model_dir, data)
     except (DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

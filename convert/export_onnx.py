@@ -16,7 +16,9 @@ from torch import nn
 from torch_trainer.data import image_files
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "probabilities"
-OPSET = 13  # onnx-tf reads opsets 9..20 for a ResNet; torch's dynamo path emits 18+ (see PINS.md)
+# onnx-tf 1.10 reads opsets 9..20 for these networks (not Flatten-21 or Conv-22); torch's dynamo
+# exporter emits 18+ and needs onnxscript, whose requirements clash with TF 2.15: the TorchScript one, at 13
+OPSET = 13
 
 
 class ServingModule(nn.Module):

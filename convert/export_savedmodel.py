@@ -74,7 +74,7 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # onnx-tf's NCHW ("CUDA") mode plus grappler's CPU layout pass removes every Transpose but
-    # measured 2.6x slower at batch 32 than this CPU mode (bench.serving): keep the CPU mode
+    # measured 2.6x slower at batch 32 than this CPU mode (bench.latency): keep the CPU mode
     rep = prepare(onnx.load(str(onnx_path)), device="CPU")
     module = rep.tf_module
     module.is_export = True  # onnx-tf's own export mode: static handling of the known input shape

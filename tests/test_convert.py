@@ -9,7 +9,7 @@ from PIL import Image
 from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 from serving.contract import check_contract, read_signature
-from convert.compare import parity, require
+from convert.compare import ParityError, parity, require
 from convert.export_onnx import export_onnx, onnx_probabilities, onnx_session, sample_images
 from torch_trainer.data import load_images
 from torch_trainer.model import MugClassifier, class_probabilities, load_checkpoint
@@ -34,7 +34,7 @@ def test_onnx_parity_check_catches_a_different_model(trained_run, data_root, tmp
     model, _ = load_checkpoint(trained_run / "model.pt")
     path = export_onnx(MugClassifier("resnet18", 4).eval(), tmp_path / "other.onnx", 64)
     blobs = [p.read_bytes() for p in sample_images(data_root / "eval", 8, size=64)]
-    with pytest.raises(AssertionError, match="disagrees"):
+    with pytest.raises(ParityError, match="disagrees"):
         require(parity(model, 64, {"files": blobs}, onnx_path=path), str(path))
 
 
@@ -123,7 +123,8 @@ def test_predicting_in_batches_equals_one_call(export, data_root):
 def test_not_an_image_is_an_error(export):
     model_dir, _ = export
     predictor = SavedModelPredictor(model_dir, "graph")
-    with pytest.raises(Exception, match="(?i)image|jpeg|png|format"):
+    import tensorflow as tf  # deferred as in the code under test: TF's error type, not any Exception
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?i)image|jpeg|png|format"):
         predictor.predict([b"definitely not an image"])
 
 

@@ -69,4 +69,13 @@ def test_torchrun_resume(data_root, tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [r["epoch"] for r in history] == [1, 2]
-    assert "state_dict" in torch.load(out / "model.pt", weights_only=True)
+    # the same two epochs without the interruption give the same model
+    whole = subprocess.run(base + ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
+                                   str(tmp_path / "whole"), "--epochs", "2", "--ensemble", "1", "--weights", "none",
+                                   "--batch-size", "8"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-4000:]
+    resumed = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    uninterrupted = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        torch.testing.assert_close(resumed[key], uninterrupted[key], msg=key)

@@ -32,7 +32,8 @@ def ensemble_run(data_root, tmp_path_factory):
 
 def test_members_train_with_their_own_seeds_and_save_as_one(ensemble_run, data_root):
     run, stdout = ensemble_run
-    assert "member 2/2 (seed 1)" in stdout and "ensemble of 2: val acc" in stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [m["config"]["seed"] for m in metrics["members"]] == [0, 1] and metrics["final_val_accuracy"] is not None
     model, meta = load_checkpoint(run / "model.pt")
     assert isinstance(model, Ensemble) and meta["members"] == 2 and len(model.members) == 2
     members = [load_checkpoint(run / f"member{i}" / "model.pt")[0] for i in range(2)]
@@ -131,7 +132,7 @@ def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tm
         proc = run_module("torch_trainer.train", *step_args)
         assert proc.returncode == 0, proc.stderr[-3000:]
         raw.append(torch.load(run / "last.pt", weights_only=True)["training_state"]["model"])
-    assert "3 snapshots (steps 8, 12, 16)" in proc.stdout
+    assert json.loads((run / "metrics.json").read_text())["snapshot_steps"] == [8, 12, 16]
     model, meta = load_checkpoint(run / "model.pt")
     assert isinstance(model, Ensemble) and meta["members"] == 3
     for member, state in zip(model.members, raw):

@@ -88,6 +88,9 @@ def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
     part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
     assert part.returncode == 0 and "--resume" in part.stdout
     assert not (tmp_path / "part" / "model.pt").exists()
+    # a flag beside --resume would be ignored: it is refused, and the run is left as it was
+    refused = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"), "--epochs", "5", "--lr", "1")
+    assert refused.returncode == 2 and "--epochs, --lr would be ignored" in refused.stderr
     resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
@@ -108,7 +111,7 @@ def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
         raw.append(last["training_state"]["model"])
-    assert "swa from step 3" in proc.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["average_from_step"] == 3
     saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     weights = [k for k, v in saved.items() if v.is_floating_point() and "running_" not in k]
     assert "net.fc.weight" in weights and "net.bn1.weight" in weights
@@ -116,7 +119,7 @@ def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
     for k in weights:
         torch.testing.assert_close(saved[k], (raw[0][k] + raw[1][k]) / 2, rtol=1e-5, atol=1e-6)
     # the batch-norm statistics are not averaged: they are recomputed for the averaged weights
-    assert "batch-norm statistics of the averaged weights recomputed" in proc.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["batch_norm_recomputed"]
     assert not torch.allclose(saved["net.bn1.running_mean"],
                               (raw[0]["net.bn1.running_mean"] + raw[1]["net.bn1.running_mean"]) / 2)
 
@@ -137,7 +140,7 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
 
 
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
-    from bench.ensemble_accuracy import score_report
+    from torch_trainer.ensemble_accuracy import score_report
     from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
     proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
@@ -145,7 +148,7 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
                       "--seeds", "0", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {(r["seed"], r["fold"]): r["accuracy"] for r in json.loads((out / "report.json").read_text())["runs"]}
-    proc = run_module("bench.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
+    proc = run_module("torch_trainer.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ensemble2" in proc.stdout and "all folds" in proc.stdout
     result = json.loads((out / "ensemble.json").read_text())
@@ -154,11 +157,18 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
     shoots = find_shoots(data.images, data.targets)
     for k, fold in enumerate(("fold0", "fold1")):
         row = result["folds"][fold]
-        # a single model scores what validate reported for its run
-        assert row["single"] == pytest.approx([runs[(0, fold)], runs[(1, fold)]])
+        # each run's model scores what validate reported for it
+        assert row["run"] == pytest.approx([runs[(0, fold)], runs[(1, fold)]])
         held = torch.from_numpy(shoots == k)
         probs = [class_probabilities(load_checkpoint(out / f"seed{s}_{fold}" / "model.pt")[0], data.images[held]) for s in (0, 1)]
         assert row["ensemble2"] == [float(((probs[0] + probs[1]).argmax(1) == data.targets[held].numpy()).mean())]
     (out / "seed1_fold1" / "model.pt").unlink()
     with pytest.raises(FileNotFoundError, match="seed1_fold1"):
         score_report(out, two_shoots, sizes=(2,))
+
+
+def test_validate_refuses_seeds_whose_ensembles_overlap(two_shoots, tmp_path):
+    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots),
+                      "--output-dir", str(tmp_path / "report"), "--seeds", "0", "1")
+    assert proc.returncode == 2 and "trains models S..S+2" in proc.stderr and "e.g. 0 3" in proc.stderr
+    assert not (tmp_path / "report").exists()

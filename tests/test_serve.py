@@ -2,9 +2,6 @@
 
 import base64
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 
 from check_deployed_model.cloud import cloud_url
+from check_deployed_model.server_process import start_server
 from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
@@ -22,12 +20,6 @@ from conftest import ROOT, run_module
 ROUTES = ["/v1/models/mug:predict", "/v1/projects/p/models/mug:predict",
           "/v1/projects/p/models/mug/versions/v1:predict",
           "/v1/projects/p/locations/europe-west1/endpoints/123:predict"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url, body=None, method=None, timeout=30):
@@ -48,21 +40,7 @@ def http(url, body=None, method=None, timeout=30):
 @pytest.fixture(scope="module")
 def server(export):
     model_dir, _ = export
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "check_deployed_model.serve", "--model-dir", str(model_dir),
-                             "--port", str(port), "--max-instances", "8"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if http(base + "/health", timeout=2)[0] == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not start: {proc.stdout.read()[-2000:]}")
+    proc, base = start_server(model_dir, max_instances=8)
     yield base, proc
     proc.terminate()
     proc.wait(timeout=20)
@@ -237,3 +215,44 @@ def test_page_in_headless_chromium(server, data_root, tmp_path):
         page.screenshot(path=str(artifacts / "page.png"))
         browser.close()
     assert (artifacts / "page.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def fake_gcloud(tmp_path, models: str, endpoints: str, deployed: str) -> dict:
+    """A `gcloud` on PATH that answers the three look-ups `deploy` makes as Vertex AI would, and logs
+    every call: the Google Cloud SDK cannot be reached from here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "gcloud"
+    script.write_text(f"""#!/bin/sh
+echo "$@" >> {tmp_path}/calls
+case "$*" in
+  "ai models list"*) printf '%s\\n' {models} ;;
+  "ai endpoints list"*) printf '%s\\n' {endpoints} ;;
+  "ai endpoints describe"*) printf '%s\\n' {deployed} ;;
+  "ai endpoints undeploy-model"*|"ai endpoints delete"*|"ai models delete"*) ;;
+  *) echo "unexpected call: $*" >&2; exit 3 ;;
+esac
+""")
+    script.chmod(0o755)
+    (bin_dir / "gsutil").write_text(f"#!/bin/sh\necho gsutil \"$@\" >> {tmp_path}/calls\n")
+    (bin_dir / "gsutil").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{__import__('os').environ['PATH']}"}
+
+
+def test_teardown_undeploys_every_model_and_refuses_two_of_one_name(tmp_path):
+    env = fake_gcloud(tmp_path, "projects/p/locations/r/models/11", "projects/p/locations/r/endpoints/22", "'7 8'")
+    proc = run_module("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--teardown", env=env)
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [c.split()[3] for c in calls if "undeploy-model" in c] == ["22", "22"]
+    assert {c.rsplit("=", 1)[-1] for c in calls if "undeploy-model" in c} == {"7", "8"}
+    assert any(c.startswith("ai models delete 11") for c in calls) and calls[-1] == "gsutil -m rm -r gs://b/mug-model"
+
+    two = tmp_path / "two"
+    two.mkdir()
+    env = fake_gcloud(two, "'projects/p/locations/r/models/11 projects/p/locations/r/models/12'",
+                      "projects/p/locations/r/endpoints/22", "7")
+    proc = run_module("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--teardown", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "2 models named mug-model" in proc.stderr and "11, 12" in proc.stderr
+    assert not any("delete" in c or "undeploy" in c for c in (two / "calls").read_text().splitlines())

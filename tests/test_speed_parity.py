@@ -23,24 +23,25 @@ def test_export_is_one_flat_graph(export):
 
 def test_parity_sweep_over_a_folder(export, trained_run, data_root):
     model_dir, _ = export
-    proc = run_module("convert.parity", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+    proc = run_module("convert.parity_sweep", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
                       str(model_dir), "--data-dir", str(data_root / "train"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    ort, graph = report["onnxruntime/files"], report["graph/files"]
-    assert ort["images"] == 96 and graph["images"] == 96 and "tf2/files" not in report  # graph loader by default
+    ort, graph, tf2 = report["onnxruntime/files"], report["graph/files"], report["tf2/files"]  # both loaders
+    assert ort["images"] == 96 and graph["images"] == 96 and tf2 == graph
     assert ort["max_abs_dprob"] <= 1e-5 and ort["class_agreement"] == 1.0
     # 4 of the 96 are 96x80 PNGs that TF resizes itself: near, not bit-equal
     assert graph["max_abs_dprob"] < 0.05 and graph["class_agreement"] >= 0.95
+    # a changed class fails the sweep even without --tol
+    assert proc.returncode == (0 if graph["class_agreement"] == 1.0 else 1), proc.stderr[-3000:]
     # --tol fails the sweep when a model is beyond it: those 4 resized PNGs are beyond 1e-9
-    strict = run_module("convert.parity", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+    strict = run_module("convert.parity_sweep", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
                         str(model_dir), "--data-dir", str(data_root / "train"), "--tol", "1e-9")
     assert strict.returncode == 1 and "disagrees with PyTorch" in strict.stderr
 
 
 def test_serving_benchmark_runs(export, trained_run, data_root):
     model_dir, _ = export
-    proc = run_module("bench.serving", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+    proc = run_module("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
                       f"export={model_dir}", "--images", str(data_root / "eval"), "--reps", "2",
                       "--batches", "1", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,9 +51,18 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     # median, min and max ms, interleaved and alone, each positive
     assert all(len(r) == 8 and float(r[2]) > 0 and float(r[6]) > 0 for r in rows)
     assert "spin-waiting off" in proc.stdout
+    unnamed = run_module("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+                         str(model_dir), "--images", str(data_root / "eval"))
+    assert unnamed.returncode == 2 and "--model-dir takes NAME=EXPORT" in unnamed.stderr
     from bench.machine import cpu_description
     assert cpu_description() in proc.stdout  # the CPU kind decides TF's kernels: it is recorded
-    assert any(kind in cpu_description() for kind in ("AMX", "AVX-512", "AVX2", "no AVX2"))
+    # the kinds it names are exactly this CPU's flags, read here on their own
+    flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    named = cpu_description().rsplit("(", 1)[1].rstrip(")").split(", ")
+    expected = [kind for kind, flag in (("AMX", "amx_tile"), ("AVX-512 BF16", "avx512_bf16"),
+                                        ("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+                if flag in flags]
+    assert named == (expected or ["no AVX2"])
 
 
 
@@ -81,7 +91,7 @@ def test_train_throughput_benchmark_runs(data_root):
 
 def test_server_benchmark_runs(export, data_root):
     model_dir, _ = export
-    proc = run_module("bench.server", "--model-dir", str(model_dir), "--images", str(data_root / "eval"),
+    proc = run_module("bench.http_load", "--model-dir", str(model_dir), "--images", str(data_root / "eval"),
                       "--clients", "2", "--seconds", "1", "--instances", "1", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit() and "CPUs" not in line]

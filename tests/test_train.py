@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ import torchvision
 from conftest import run_module
 from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
 from torch_trainer.config import TrainConfig
-from torch_trainer.build import autocast_dtype, build_model, cpu_has_bf16
+from torch_trainer.build import autocast_dtype, build_model
 
 
 def test_run_writes_checkpoints_and_metrics(trained_run):
@@ -116,31 +115,15 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     cpu = torch.device("cpu")
     assert autocast_dtype(TrainConfig(amp="bf16"), cpu) == torch.bfloat16
     assert autocast_dtype(TrainConfig(amp="off"), cpu) is None
-    assert autocast_dtype(TrainConfig(amp="auto"), cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
     with pytest.raises(ValueError, match="--amp fp16 needs CUDA"):
         autocast_dtype(TrainConfig(amp="fp16"), cpu)
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1",
-                      "--weights", "none", "--batch-size", "8", "--amp", "bf16", "--ensemble", "1",
+    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"),
+                      "--epochs", "1", "--batch-size", "8", "--amp", "bf16", "--ensemble", "1",
                       "--output-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "amp torch.bfloat16" in proc.stdout and "channels-last on" in proc.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["amp"], metrics["channels_last"]) == ("bfloat16", True)  # channels-last comes with bf16 on the CPU
     # autocast keeps the weights in float32, which is what the export and the SavedModel expect
     state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     assert state["net.fc.weight"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
-
-
-def test_bf16_autocast_answers_as_float32_does_within_bf16_rounding():
-    """bf16 (what `--amp auto` trains with on CPUs with AVX-512 BF16 or AMX) is not float32 within
-    float tolerance: its 8-bit mantissa rounds every matrix product to about 3 significant digits.
-    What it must keep: logits and probabilities near float32's."""
-    torch.manual_seed(0)
-    model = MugClassifier().eval()
-    images = torch.rand(32, 3, 64, 64)
-    with torch.no_grad():
-        full = model(images)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            half = model(images).float()
-    assert not torch.equal(full, half)  # it is a different computation
-    torch.testing.assert_close(half, full, atol=0.05 * full.abs().max().item(), rtol=0)
-    assert (half.softmax(1) - full.softmax(1)).abs().max() < 0.02

@@ -8,9 +8,9 @@ from serving.saved_model import SavedModelPredictor
 from torch_trainer.config import DEFAULT_RECIPE, load_recipe
 from trainer.job import parse_job_args
 
-FAST = ("--recipe", "exposure-ens3", "--epochs", "2", "--ensemble", "1", "--batch-size", "16", "--some-gcloud-flag", "x")
+FAST = ("--recipe", "exposure-ens3", "--epochs", "2", "--ensemble", "1", "--batch-size", "16")
 # the default recipe (a ResNet18 and a Lite0 from the packaged weights), one model a family, shortened
-DEFAULT_FAST = ("--epochs", "1", "--ensemble", "1", "--batch-size", "16", "--some-gcloud-flag", "x")
+DEFAULT_FAST = ("--epochs", "1", "--ensemble", "1", "--batch-size", "16")
 
 
 def digest(folder):
@@ -29,7 +29,6 @@ def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
     job = tmp_path / "job"
     first = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *DEFAULT_FAST)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "ignoring arguments this job does not use: --some-gcloud-flag x" in first.stdout
     export = job / "exported_model"
     check_contract(export)
     # the main job's model: a ResNet18 from random init and a Lite0 from the packaged weights, each family
@@ -83,10 +82,24 @@ def test_task_carves_validation_without_eval(data_root, tmp_path):
     shutil.copytree(data_root / "train", data / "train")
     proc = run_module("trainer.task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no eval split" in proc.stdout and "groups of near-identical frames" in proc.stdout
+    metrics = json.loads((tmp_path / "job" / "task_run" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "job" / "task_run" / "eval_report.json").read_text())
+    # the 96 training photos split in two, the held-out part scored: about 20% (whole groups of frames)
+    assert metrics["num_train"] + metrics["num_val"] == 96 and 10 <= metrics["num_val"] <= 30
+    assert report["images"] == metrics["num_val"] == len(metrics["val_targets"])
 
 
 def test_missing_data_says_how_to_get_it(tmp_path):
     proc = run_module("trainer.final_task", "--data-dir", str(tmp_path / "data"), "--job-dir", str(tmp_path))
     assert proc.returncode == 2
     assert "gsutil" in proc.stderr and str(tmp_path / "data") in proc.stderr
+
+
+def test_a_misspelt_flag_stops_the_job_before_it_trains(data_root, tmp_path):
+    proc = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(tmp_path / "job"),
+                      "--color-cast", "1.2")
+    assert proc.returncode == 2 and "unrecognized arguments: --color-cast 1.2" in proc.stderr
+    assert not (tmp_path / "job").exists()
+    # gcloud's own flag is one of ours
+    args, _ = parse_job_args(["--job-dir", "gs://bucket/job"], "test")
+    assert args.job_dir == "gs://bucket/job"

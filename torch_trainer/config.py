@@ -171,13 +171,13 @@ def family_name(family: str | dict) -> str:
     return Path(family["recipe"]).stem + (f"-{extra}" if extra else "")
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
-               known_only: bool = False) -> tuple[argparse.Namespace, TrainConfig, list[str]]:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+               ) -> tuple[argparse.Namespace, TrainConfig]:
     """Parse `argv` with `parser` plus `--recipe` and every training flag.
 
     The recipe named by `--recipe` sets the flags' defaults, so that a flag given on the
     command line wins over the recipe. A bad recipe exits through `parser.error` (status 2)
-    with the list of recipes. With `known_only`, unknown arguments are returned, not refused.
+    with the list of recipes. `cfg.overrides` records the training flags `argv` gave.
     """
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--recipe", default=DEFAULT_RECIPE)
@@ -190,14 +190,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
                         help=f"named settings from torch_trainer/recipes/ ({', '.join(list_recipes())}) or a "
                              f".json file; flags override them (default %(default)s)")
     add_train_args(parser, defaults)
-    if known_only:
-        args, unknown = parser.parse_known_args(argv)
-    else:
-        args, unknown = parser.parse_args(argv), []
+    args = parser.parse_args(argv)
     cfg = config_from_args(args)
     cfg.recipe, cfg.families = defaults.recipe, defaults.families
     cfg.overrides = given_flags(argv, defaults)
-    return args, cfg, unknown
+    return args, cfg
 
 
 def given_flags(argv: Sequence[str] | None, defaults: TrainConfig) -> dict:

@@ -281,7 +281,11 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
             history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
             line += f": val acc {result['accuracy']:.4f}"
         log(line)
-    metrics = {"history": history, "weights_source": fitter.model.weights_source, "train_seconds": sum(r["epoch_seconds"] for r in history),
+    metrics = {"history": history, "weights_source": fitter.model.weights_source,
+               "amp": str(fitter.amp_dtype).removeprefix("torch.") if fitter.amp_dtype else "off",
+               "channels_last": fitter.channels_last, "snapshot_steps": fitter.snapshot_at,
+               "average_from_step": fitter.average_from + 1 if fitter.average is not None else None,
+               "batch_norm_recomputed": bool(complete and fitter.average is not None), "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,

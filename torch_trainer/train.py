@@ -18,7 +18,7 @@ from typing import Sequence
 
 from torch_trainer import distributed
 from torch_trainer.augment import eval_view, train_view
-from torch_trainer.config import parse_args
+from torch_trainer.config import DEFAULT_RECIPE, parse_args
 from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.fit import check_output_dir, resume_config, train_models
 from torch_trainer.model import WeightsUnavailable
@@ -32,7 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output-dir")
     parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN with its own settings")
     parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
-    args, cfg, _ = parse_args(parser, argv)
+    args, cfg = parse_args(parser, argv)
+    if args.resume:  # a flag beside it would be ignored in silence: RUN's own settings are what resume
+        given = [f"--{k.replace('_', '-')}" for k in cfg.overrides] + [
+            flag for flag, value in (("--recipe", args.recipe != DEFAULT_RECIPE), ("--train-dir", args.train_dir),
+                                     ("--val-dir", args.val_dir), ("--output-dir", args.output_dir)) if value]
+        if given:
+            parser.error(f"--resume RUN continues RUN with the settings it started with (RUN/config.json), so "
+                         f"{', '.join(given)} would be ignored: drop them, or start a new run")
     distributed.setup()
     try:
         if args.resume:

@@ -30,7 +30,7 @@ from torch_trainer.data import DatasetError, MugDataset
 from torch_trainer.model import WeightsUnavailable
 from torch_trainer.report import classification_report, format_classification_report, plot_confusion
 from torch_trainer.shoots import find_shoots, folds
-from torch_trainer.config import RUN_FIELDS, TrainConfig, parse_args
+from torch_trainer.config import RUN_FIELDS, TrainConfig, family_config, parse_args
 from torch_trainer.fit import check_output_dir, train_models
 
 
@@ -83,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("shoot", "class-shoot"), default="shoot",
                         help="hold out one shoot of every class per fold, or one shoot of one class")
     parser.add_argument("--overwrite", action="store_true")
-    args, cfg, _ = parse_args(parser, argv)
+    args, cfg = parse_args(parser, argv)
+    # an ensemble with seed S trains members S..S+K-1: closer seeds would share models
+    span = max([family_config(cfg, f).ensemble for f in cfg.families] or [cfg.ensemble])
+    seeds = sorted(args.seeds)
+    if any(b - a < span for a, b in zip(seeds, seeds[1:])):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))}: a run with seed S trains models S..S+{span - 1}, "
+                     f"so these seeds would share models; space them by {span} or more "
+                     f"(e.g. {' '.join(str(seeds[0] + span * i) for i in range(len(seeds)))})")
     try:
         out = check_output_dir(args.output_dir, args.overwrite)
         data = MugDataset(args.data_dir, cfg.input_size, progress=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from convert.compare import ParityError
 from convert.export_savedmodel import convert_checkpoint, format_export_report
 from torch_trainer.augment import train_view
 from torch_trainer.data import DatasetError, MugDataset, split_dir
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_models(cfg, train_view(data), None, data.class_names, run_dir)
         export_dir = fresh_dir(f"{args.job_dir}/exported_model")
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
-    except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, AssertionError,
+    except (DatasetError, FileNotFoundError, FileExistsError, WeightsUnavailable, ValueError, ParityError,
             RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,14 +15,14 @@ def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argpar
     """--data-dir, --job-dir, --recipe and every training flag (defaults from the recipe, which
     defaults to torch_trainer.config.DEFAULT_RECIPE).
 
-    Arguments this job does not know (gcloud adds some of its own) are ignored with a note.
+    An argument it does not know stops it (exit 2, naming the argument): a misspelt flag would
+    otherwise train the default. What gcloud adds (`--job-dir`, from its own `--job-dir`) is ours.
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("--data-dir", default="data", help="folder holding train/ and optionally eval/ (or test/)")
-    parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go")
-    args, cfg, unknown = parse_args(parser, argv, known_only=True)
-    if unknown:
-        print(f"ignoring arguments this job does not use: {' '.join(unknown)}")
+    parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go (gcloud passes "
+                                                            "its --job-dir here)")
+    args, cfg = parse_args(parser, argv)
     return args, cfg
 
 

@@ -1,13 +1,14 @@
 """Parity sweep over the images of a folder: ONNX Runtime and the SavedModel against PyTorch.
 
-    python -m convert.parity --checkpoint RUN/model.pt --model-dir EXPORT --data-dir DIR [--onnx RUN/model.onnx]
+    python -m convert.parity_sweep --checkpoint RUN/model.pt --model-dir EXPORT --data-dir DIR [--onnx RUN/model.onnx]
         [--loaders graph tf2] [--serving-python .venv-tf212/bin/python] [--limit N] [--tol 1e-5]
 
 PyTorch and ONNX Runtime get the pixels PIL decodes (as training does); the SavedModel gets
 the files' bytes through `serving_default` (`convert.compare`), in this process or, with
 --serving-python, in a fresh process of that interpreter (a plain TF 2.12 venv, say). Prints,
 per model, the max |dprob| against PyTorch and the share of images with the same class, then
-the report as one line of JSON.
+the report as one line of JSON. Exits 1 when a model changes a class (or, with --tol, when it is
+beyond that max |dprob|), 2 when it cannot run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from convert.compare import comparisons, parity, require
+from convert.compare import ParityError, comparisons, parity, require
 from torch_trainer.data import DatasetError, image_files
 from torch_trainer.model import load_checkpoint
 
@@ -29,11 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-dir", required=True, help="exported SavedModel")
     parser.add_argument("--data-dir", required=True, help="images (class folders or flat)")
     parser.add_argument("--onnx", help="ONNX file (default: next to the checkpoint)")
-    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph"],
-                        help="TensorFlow loaders to run the SavedModel with (default: graph, as gcloud)")
+    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph", "tf2"],
+                        help="TensorFlow loaders to run the SavedModel with (default: both, as the export checks)")
     parser.add_argument("--serving-python", help="run the SavedModel in a fresh process of this Python")
     parser.add_argument("--limit", type=int, help="the first N images (in file order) only")
-    parser.add_argument("--tol", type=float, help="exit 1 if a model is beyond this max |dprob| or changes a class")
+    parser.add_argument("--tol", type=float, default=float("inf"),
+                        help="exit 1 if a model is beyond this max |dprob| (it always does if a class changes)")
     args = parser.parse_args(argv)
     try:
         files = image_files(args.data_dir)[:args.limit]
@@ -47,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = parity(model, meta["input_size"], {"files": [p.read_bytes() for p in files]}, onnx_path,
                         args.model_dir, args.loaders, args.serving_python)
-    except (FileNotFoundError, RuntimeError, AssertionError) as err:
+    except ParityError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, RuntimeError) as err:  # the export failed to load or run
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"parity against PyTorch over {len(files)} images of {args.data_dir}:")
@@ -55,12 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, r in comparisons(report):
         print(f"{key.split('/')[0]:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
     print(json.dumps(report))
-    if args.tol is not None:
-        try:
-            require(report, args.model_dir, args.tol)
-        except AssertionError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+    try:
+        require(report, args.model_dir, args.tol)
+    except ParityError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,6 @@
 """A local prediction server over an exported SavedModel, answering the Google Cloud request shapes.
 
-    python -m check_deployed_model.serve --model-dir EXPORT [--host 127.0.0.1] [--port 8080]
+    python -m check_deployed_model.local_server --model-dir EXPORT [--host 127.0.0.1] [--port 8080]
 
 Routes (body `{"instances": [{"bytes": {"b64": "..."}}, ...]}`, reply `{"predictions": [...]}`):
   POST /v1/projects/{project}/models/{model}:predict                     AI Platform

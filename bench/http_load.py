@@ -1,8 +1,8 @@
 """Local prediction server throughput and latency, end to end over HTTP on loopback.
 
-    python -m bench.server --model-dir EXPORT --images DIR [--clients 4] [--seconds 10] [--instances 1 32]
+    python -m bench.http_load --model-dir EXPORT --images DIR [--clients 4] [--seconds 10] [--instances 1 32]
 
-Starts `check_deployed_model.serve` on a free loopback port, then for each request size runs
+Starts `check_deployed_model.local_server` on a free loopback port, then for each request size runs
 `--clients` concurrent clients for `--seconds` (after a warm-up) and prints requests/s,
 images/s and p50/p99 latency. In-process SavedModel time for the same batch is printed beside
 it, so the HTTP/JSON overhead shows.
@@ -13,21 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 from bench.timing import timed
+from check_deployed_model.server_process import start_server
 from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.data import image_files
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
@@ -39,20 +36,9 @@ def main() -> int:
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "check_deployed_model.serve", "--model-dir", args.model_dir,
-                               "--port", str(port), "--max-instances", str(max(args.instances))], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1/models/mug:predict"
+    server, base = start_server(args.model_dir, max(args.instances), timeout=120, quiet=True)
+    url = f"{base}/v1/models/mug:predict"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
         blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.instances)]]
         local = SavedModelPredictor(args.model_dir, "graph")
         print(f"{os.cpu_count()} CPUs, server and {args.clients} clients on this machine, {args.seconds:.0f}s per size")

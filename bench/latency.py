@@ -1,6 +1,6 @@
 """Serving speed: PyTorch, ONNX Runtime and SavedModels on the same JPEG bytes, interleaved.
 
-    python -m bench.serving --checkpoint RUN/model.pt --model-dir NAME=EXPORT [NAME2=EXPORT2 ...]
+    python -m bench.latency --checkpoint RUN/model.pt --model-dir NAME=EXPORT [NAME2=EXPORT2 ...]
         --images DIR [--threads 2] [--reps 50]
 
 Every backend starts from the same JPEG bytes: PyTorch and ONNX Runtime decode with PIL (as
@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--spin", action="store_true", help="leave thread spin-waiting on (library defaults)")
     args = parser.parse_args()
+    bad = [item for item in args.model_dir if "=" not in item or not all(item.split("=", 1))]
+    if bad:
+        parser.error(f"--model-dir takes NAME=EXPORT (a name for the table, then the SavedModel folder), not {bad[0]!r}")
     if not args.spin:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch's OpenMP starts, so before importing it
 

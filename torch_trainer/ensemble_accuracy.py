@@ -1,10 +1,10 @@
-"""Cross-scene accuracy of single models, seed ensembles and flip test-time augmentation, side by side.
+"""Cross-scene accuracy of each run's model, ensembles of runs and flip test-time augmentation, side by side.
 
-    python -m bench.ensemble_accuracy --report REPORT --data-dir DATA/train [--sizes 2 3 5]
+    python -m torch_trainer.ensemble_accuracy --report REPORT --data-dir DATA/train [--sizes 2 3 5]
 
 REPORT is a `torch_trainer.validate` folder run with several `--seeds`. Every run's
-`seedS_FOLD/model.pt` is scored on its fold's held-out images (the shoots are found again from
-the images, as validate does). An ensemble of K averages the softmax of K seeds' models of the
+`seedS_FOLD/model.pt` (`run`: one model, or the recipe's own ensemble of K when it has one) is scored on its fold's held-out images (the shoots are found again from
+the images, as validate does). `ensembleK` averages the softmax of K runs' models of the
 same fold; every K-subset of the seeds is scored, and each line gives the mean and spread over
 the subsets. `flip` averages each model's softmax over the picture and its mirror image.
 Writes REPORT/ensemble.json.
@@ -54,7 +54,7 @@ def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[i
             model, _ = load_checkpoint(report_dir / f"seed{seed}_{fold}" / "model.pt")  # names a missing file
             probs[seed] = class_probabilities(model, images)
             flipped[seed] = (probs[seed] + class_probabilities(model, images.flip(3))) / 2
-        row = {"single": [accuracy(probs[s], y) for s in seeds], "flip": [accuracy(flipped[s], y) for s in seeds]}
+        row = {"run": [accuracy(probs[s], y) for s in seeds], "flip": [accuracy(flipped[s], y) for s in seeds]}
         for k in sizes:
             if k <= len(seeds):
                 row[f"ensemble{k}"] = [accuracy(sum(probs[s] for s in subset), y)
@@ -64,20 +64,20 @@ def score_report(report_dir: str | Path, data_dir: str | Path, sizes: Sequence[i
 
 
 def summary_lines(result: dict) -> list[str]:
-    """One line per fold and way of predicting (mean, spread, change against single models), then
+    """One line per fold and way of predicting (mean, spread, change against each run's model), then
     the mean over folds of each way."""
     lines = []
     for fold, row in result["folds"].items():
-        base = np.mean(row["single"])
+        base = np.mean(row["run"])
         for name, accs in row.items():
             accs = np.asarray(accs)
             lines.append(f"{fold:>16}  {name:<10} n={len(accs):<3} mean {accs.mean():.4f}  std {accs.std():.4f}  "
-                         f"min {accs.min():.4f}  max {accs.max():.4f}  vs single {accs.mean() - base:+.4f}")
+                         f"min {accs.min():.4f}  max {accs.max():.4f}  vs run {accs.mean() - base:+.4f}")
     rows = list(result["folds"].values())
-    base = np.mean([np.mean(r["single"]) for r in rows])
+    base = np.mean([np.mean(r["run"]) for r in rows])
     for name in rows[0]:
         mean = np.mean([np.mean(r[name]) for r in rows])
-        lines.append(f"{'all folds':>16}  {name:<10} mean {mean:.4f}  vs single {mean - base:+.4f}")
+        lines.append(f"{'all folds':>16}  {name:<10} mean {mean:.4f}  vs run {mean - base:+.4f}")
     return lines
 
 
