@@ -102,6 +102,9 @@ def simplify_onnx(path: str | os.PathLike) -> None:
             del pads.ints[:]
             pads.ints.extend(int(o + w) for o, w in zip(old, widths[[2, 3, 6, 7]]))
         graph.node.remove(pad)
+    used_inputs = {name for node in graph.node for name in node.input}
+    for unused in [t for t in graph.initializer if t.name not in used_inputs]:  # a folded Pad's widths
+        graph.initializer.remove(unused)
     # ONNX Runtime declares its own op domains; onnx-tf reads standard ops only, and no node uses them
     used = {n.domain for n in graph.node}
     for opset in [o for o in model.opset_import if o.domain not in used and o.domain not in ("", "ai.onnx")]:

@@ -172,3 +172,24 @@ def test_validate_refuses_seeds_whose_ensembles_overlap(two_shoots, tmp_path):
                       "--output-dir", str(tmp_path / "report"), "--seeds", "0", "1")
     assert proc.returncode == 2 and "trains models S..S+2" in proc.stderr and "e.g. 0 3" in proc.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_a_recipe_of_families_trains_each_family_and_resumes(data_root, tmp_path):
+    recipe = tmp_path / "two.json"
+    recipe.write_text(json.dumps({"families": ["exposure-ens3", {"recipe": "exposure-ens3", "image_size": 32}]}))
+    common = ["--recipe", str(recipe), "--train-dir", str(data_root / "eval"), "--epochs", "1", "--ensemble", "1",
+              "--batch-size", "16"]
+    full = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-3000:]
+    part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
+    assert part.returncode == 0, part.stderr[-3000:]
+    assert (tmp_path / "part" / "exposure-ens3" / "model.pt").is_file() and not (tmp_path / "part" / "model.pt").exists()
+    resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)
+    assert a["families"] == b["families"] == ["exposure-ens3", "exposure-ens3-image_size=32"]
+    assert a["member_image_sizes"] == [64, 32]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert metrics["complete"] and [m["family"] for m in metrics["families"]] == a["families"]
