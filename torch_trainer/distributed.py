@@ -50,6 +50,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_gather(value: object) -> list[object]:
+    """`value` from every rank, in rank order (a list of one when single-process). Every rank must call it."""
+    if not dist.is_initialized():
+        return [value]
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def sum_across(*values: float) -> list[float]:
     """Sum each value over all ranks (identity when single-process)."""
     if not dist.is_initialized():

@@ -189,14 +189,16 @@ class Fitter:
                 "images": seen, "lr": self.optimizer.param_groups[-1]["lr"], "epoch_seconds": seconds,
                 "images_per_second": seen / seconds}
 
-    def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int) -> dict[str, Any]:
-        """What RUN/last.pt needs to continue the run exactly where it stopped."""
+    def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int,
+              rng_states: list[torch.Tensor]) -> dict[str, Any]:
+        """What RUN/last.pt needs to continue the run exactly where it stopped; `rng_states` is
+        every rank's random stream (`distributed.all_gather`), which each rank's augmentation draws from."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "average": self.average.state_dict() if self.average is not None else {},
                 "snapshots": self.snapshots, "start_weights": self.start_weights,
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": history, "best_acc": best_acc, "epoch": epoch}
+                "torch_rng": rng_states, "history": history, "best_acc": best_acc, "epoch": epoch}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a `state` saved in RUN/last.pt."""
@@ -209,8 +211,11 @@ class Fitter:
         self.start_weights = state["start_weights"]
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
-        if distributed.is_main():  # the saved stream is rank 0's; other ranks keep their own seed
-            torch.set_rng_state(state["torch_rng"])
+        streams = state["torch_rng"]
+        if len(streams) != distributed.world_size():
+            raise ValueError(f"--resume: the run was trained by {len(streams)} process(es), this is "
+                             f"{distributed.world_size()}; resume it with as many")
+        torch.set_rng_state(streams[distributed.rank()])
 
 
 def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
@@ -260,9 +265,10 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         log(line + f"  ({row['epoch_seconds']:.1f}s)")
         history.append(row)
         ran += 1
+        rng_states = distributed.all_gather(torch.get_rng_state())  # a collective: every rank takes part
         if main_rank:
             save_checkpoint(out / "last.pt", fitter.final, class_names, cfg.input_size, epoch=epoch,
-                            training_state=fitter.state(history, best_acc, epoch), **meta)
+                            training_state=fitter.state(history, best_acc, epoch, rng_states), **meta)
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
     if complete and fitter.average is not None and main_rank:
