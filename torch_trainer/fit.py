@@ -26,7 +26,7 @@ from torch_trainer.augment import BatchAugment
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
     pick_device, result_model, seed_everything, snapshot_steps, weight_average
 from torch_trainer.config import TrainConfig, family_config, family_name
-from torch_trainer.model import Ensemble, classifiers, load_checkpoint, save_checkpoint
+from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint
 
 
 @torch.no_grad()
@@ -323,8 +323,6 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     """
     out = Path(output_dir)
     log = log if distributed.is_main() else _quiet
-    if cfg.families:
-        return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     if cfg.ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
     if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
@@ -332,6 +330,8 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if cfg.families:
+        return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     if cfg.ensemble == 1:
         state = load_resume_state(out) if resume else None
         return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
@@ -361,20 +361,30 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
                "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
                "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
+    ensemble = None
     if complete and distributed.is_main():
         # a member that is itself an ensemble (of snapshots) contributes each of its models
         ensemble = Ensemble([model for i in range(cfg.ensemble)
-                             for model in classifiers(load_checkpoint(out / f"member{i}" / "model.pt")[0])])
+                             for model in load_checkpoint(out / f"member{i}" / "model.pt")[0].classifiers])
+    return finish_ensemble(ensemble, metrics, members, cfg, val_set, class_names, out, log,
+                           f"the ensemble of {cfg.ensemble} models", epoch=cfg.epochs)
+
+
+def finish_ensemble(ensemble: Ensemble | None, metrics: dict[str, Any], parts: list[dict[str, Any]],
+                    cfg: TrainConfig, val_set: Dataset | None, class_names: list[str], out: Path, log,
+                    what: str, **extra: Any) -> dict[str, Any]:
+    """The end of `train_models` for an ensemble (None until every part is trained, and on ranks
+    other than 0): its validation beside its parts', RUN/model.pt, and RUN/metrics.json."""
+    if ensemble is not None:
         if val_set is not None:
             device = pick_device(cfg.device)
             result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
             metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
                            val_targets=result["targets"].tolist())
-            log(f"ensemble of {cfg.ensemble}: val acc {result['accuracy']:.4f} (members: "
-                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in members) + ")")
-        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, epoch=cfg.epochs,
-                        train_config=asdict(cfg))
-        log(f"wrote {out / 'model.pt'}: the ensemble of {len(ensemble.members)} models")
+            log(f"{what}: val acc {result['accuracy']:.4f} (its parts: "
+                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in parts) + ")")
+        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, train_config=asdict(cfg), **extra)
+        log(f"wrote {out / 'model.pt'}: {what}")
     if distributed.is_main():
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     distributed.barrier()
@@ -386,9 +396,6 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     """`train_models` for a recipe of families: each family (a recipe of its own, with the command
     line's flags on top) trains in RUN/FAMILY/; RUN/model.pt is the `Ensemble` of the family models,
     so each family's mean weighs the same however many models it has."""
-    if distributed.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     names = [family_name(f) for f in cfg.families]
     if len(set(names)) != len(names):
         raise ValueError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
@@ -403,11 +410,10 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
                              f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
         log(f"family {k + 1}/{len(names)}: {name} ({family_cfg.ensemble} x {family_cfg.arch} at "
             f"{family_cfg.image_size} px, weights {family_cfg.weights}) in {out / name}")
-        done = resume and (out / name / "model.pt").is_file() and \
-            json.loads((out / name / "metrics.json").read_text()).get("complete")
-        if done:
+        finished = out / name / "metrics.json"
+        metrics = json.loads(finished.read_text()) if resume and finished.is_file() else {}
+        if metrics.get("complete"):
             log(f"family {name}: already trained ({out / name / 'model.pt'})")
-            metrics = json.loads((out / name / "metrics.json").read_text())
         else:
             metrics = train_models(family_cfg, train_set, val_set, class_names, out / name, log=log,
                                    resume=resume and (out / name / "config.json").is_file(),
@@ -423,23 +429,11 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
                "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
                "weights_sources": {m["family"]: family_sources(m) for m in families},
                "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
+    ensemble = None
     if complete and distributed.is_main():
         ensemble = Ensemble([load_checkpoint(out / name / "model.pt")[0] for name in names])
-        if val_set is not None:
-            device = pick_device(cfg.device)
-            result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=64), device)
-            metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
-                           val_targets=result["targets"].tolist())
-            log(f"ensemble of {len(names)} families: val acc {result['accuracy']:.4f} (families: "
-                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in families) + ")")
-        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size,
-                        train_config=asdict(cfg), families=names)
-        log(f"wrote {out / 'model.pt'}: {len(names)} families, {len(ensemble.classifiers)} models, "
-            f"each family's mean weighing the same")
-    if distributed.is_main():
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    distributed.barrier()
-    return metrics
+    return finish_ensemble(ensemble, metrics, families, cfg, val_set, class_names, out, log,
+                           f"{len(names)} families, each family's mean weighing the same", families=names)
 
 
 def family_sources(metrics: dict[str, Any]) -> list[str]:

@@ -63,6 +63,11 @@ class MugClassifier(nn.Module):
         """Class probabilities (softmax of the logits): what the export serves."""
         return self(x).softmax(1)
 
+    @property
+    def classifiers(self) -> list[MugClassifier]:
+        """Itself: an `Ensemble` lists its classifiers the same way."""
+        return [self]
+
     def spec(self) -> dict[str, Any]:
         """What `load_checkpoint` rebuilds this classifier from (its weights aside)."""
         return {"arch": self.arch, "image_size": self.image_size, "mean": self.mean.flatten().tolist(),
@@ -91,7 +96,7 @@ class Ensemble(nn.Module):
     @property
     def classifiers(self) -> list[MugClassifier]:
         """Every classifier inside, families unfolded, in order."""
-        return [c for m in self.members for c in (m.classifiers if isinstance(m, Ensemble) else [m])]
+        return [c for m in self.members for c in m.classifiers]
 
     @property
     def arch(self) -> str:
@@ -109,11 +114,6 @@ class Ensemble(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         return {"members": [m.spec() for m in self.members]}
-
-
-def classifiers(model: nn.Module) -> list[MugClassifier]:
-    """The classifiers of `model`: all those inside an `Ensemble`, else the model itself."""
-    return model.classifiers if isinstance(model, Ensemble) else [model]
 
 
 def load_imagenet_weights(model: MugClassifier) -> str:
@@ -151,7 +151,7 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, cl
 
     "spec" is the model's tree (an `Ensemble`'s members, each classifier's arch, image size,
     normalisation and starting weights); the flat fields beside it summarise its classifiers."""
-    leaves = classifiers(model)
+    leaves = model.classifiers
     payload = {
         "state_dict": model.state_dict(),
         "spec": model.spec(),
