@@ -1,4 +1,6 @@
-"""Sending a predict request over HTTP: to the local server, TF Serving or a Google Cloud endpoint."""
+"""Predictions for a request's instances: from a SavedModel in this process (`predict_local`), or
+over HTTP from the local server, TF Serving or a Google Cloud endpoint (`post_predict`); `predict`
+picks one (the job behind `check_deployed_model.predict`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from typing import Any
 
 import requests
 
-from check_deployed_model.protocol import RequestError
+from check_deployed_model.protocol import RequestError, instance_bytes, predictions
+from serving.saved_model import SavedModelPredictor
 
 
 def cloud_url(project: str, region: str, endpoint: str | None, model: str | None, version: str | None) -> str:
@@ -43,3 +46,25 @@ def post_predict(url: str, instances: list[Any], authorized: bool, timeout: floa
         return response.json()["predictions"]
     except (ValueError, KeyError) as err:
         raise RequestError(f"{url}: the reply has no predictions: {response.text[:200]}") from err
+
+
+def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[str, Any]]:
+    """Predictions of the SavedModel in `model_dir` for encoded images."""
+    predictor = SavedModelPredictor(model_dir, loader)
+    try:
+        return predictions(predictor.predict(blobs))
+    except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
+        raise RequestError(f"the model could not process the instances: {str(err).splitlines()[0]}") from err
+
+
+def predict(instances: list[Any], model_dir: str | None = None, loader: str = "graph", url: str | None = None,
+            project: str | None = None, region: str = "europe-west1", endpoint: str | None = None,
+            model: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+    """The predictions for `instances` from one target: the SavedModel in `model_dir` (this
+    process), a predict `url` (no credentials), or a Google Cloud `project`'s Vertex AI `endpoint`
+    or AI Platform `model` [`version`] (application-default credentials)."""
+    if model_dir:
+        return predict_local(model_dir, loader, instance_bytes(instances))
+    if project:
+        url = cloud_url(project, region, endpoint, model, version)
+    return post_predict(url, instances, authorized=bool(project))

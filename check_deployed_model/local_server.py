@@ -18,87 +18,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
 
-from check_deployed_model.protocol import RequestError, instance_bytes, parse_body, predictions
+from check_deployed_model.app import create_app
+from mug_errors import command
 from serving.saved_model import SavedModelPredictor
 
-MAX_BODY_BYTES = 1_500_000
-PAGE = Path(__file__).with_name("page.html")
 
-
-def error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body; RequestError past `limit` bytes. An oversized body is still read (and
-    dropped) up to 8x the limit, so that the client gets the 400 instead of a broken pipe."""
-    body, size = bytearray(), 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            body += chunk
-        elif size > 8 * limit:
-            break
-    if size > limit:
-        raise RequestError(f"request body is over the limit of {limit} bytes")
-    return bytes(body)
-
-
-def parse_request(body: bytes, max_instances: int) -> list[bytes]:
-    """Image bytes of a predict request body; RequestError says what is wrong."""
-    instances = parse_body(body)
-    if len(instances) > max_instances:
-        raise RequestError(f"{len(instances)} instances; the limit is {max_instances} per request")
-    return instance_bytes(instances)
-
-
-def create_app(predictor: Any, model_name: str = "mug", max_instances: int = 64,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
-    """The ASGI app around a loaded `SavedModelPredictor` (or anything with `.predict(list[bytes])`)."""
-
-    async def predict(request: Request) -> JSONResponse:
-        try:
-            blobs = parse_request(await read_body(request, max_body_bytes), max_instances)
-        except RequestError as err:
-            return error(str(err))
-        try:
-            outputs = await run_in_threadpool(predictor.predict, blobs)
-        except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            return error(f"an instance is not a decodable JPEG or PNG image: {first}")
-        return JSONResponse({"predictions": predictions(outputs)})
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": model_name})
-
-    async def model_status(request: Request) -> JSONResponse:  # TF Serving's GET /v1/models/{model}
-        return JSONResponse({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
-
-    async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text())
-
-    routes = [
-        Route("/", page),
-        Route("/health", health),
-        Route("/v1/models/{model}", model_status),
-        Route("/v1/models/{model}:predict", predict, methods=["POST"]),
-        Route("/v1/projects/{project}/models/{model}:predict", predict, methods=["POST"]),
-        Route("/v1/projects/{project}/models/{model}/versions/{version}:predict", predict, methods=["POST"]),
-        Route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}:predict", predict, methods=["POST"]),
-    ]
-    return Starlette(routes=routes)
-
-
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, help="exported SavedModel")
@@ -107,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-instances", type=int, default=64, help="most instances per request")
     parser.add_argument("--model-name", default="mug")
     args = parser.parse_args(argv)
-    try:
-        predictor = SavedModelPredictor(args.model_dir, "graph")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    predictor = SavedModelPredictor(args.model_dir, "graph")
     app = create_app(predictor, args.model_name, args.max_instances)
     print(f"serving {args.model_dir} on http://{args.host}:{args.port}/ (predict: POST /v1/models/{args.model_name}:predict)",
           flush=True)

@@ -14,22 +14,18 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from check_deployed_model.protocol import render
+from check_deployed_model.protocol import read_files, render
+from mug_errors import command
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", help="JPEG or PNG files, sent as they are")
     parser.add_argument("--format", choices=("instances", "request"), default="instances")
     parser.add_argument("-o", "--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
-    blobs = []
-    for path in args.images:
-        try:
-            blobs.append(Path(path).read_bytes())
-        except OSError as err:
-            print(f"error: {path}: {err.strerror}", file=sys.stderr)
-            return 2
+    blobs = read_files(args.images)
     text = render(blobs, args.format)
     if args.output:
         Path(args.output).write_text(text)

@@ -12,21 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-from check_deployed_model.cloud import cloud_url, post_predict
-from check_deployed_model.protocol import RequestError, instance_bytes, predictions, read_instances
-from serving.saved_model import SavedModelPredictor
-
-
-def format_table(preds: Sequence[dict[str, Any]]) -> str:
-    """gcloud's table: a `CLASSES  PROBABILITIES` header and a row per instance."""
-    lines = ["CLASSES  PROBABILITIES"]
-    for p in preds:
-        lines.append(f"{p['CLASSES']:<7d}  {json.dumps(p['PROBABILITIES'])}")
-    return "\n".join(lines)
+from check_deployed_model.cloud import predict
+from check_deployed_model.protocol import format_table, read_instances
+from mug_errors import command
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
@@ -46,36 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.project and not (args.endpoint or args.model):
         parser.error("--project needs --endpoint (Vertex AI) or --model [--version] (AI Platform)")
-    try:
-        if args.json_instances:
-            instances = read_instances(args.json_instances, "instances")
-        else:
-            instances = read_instances(args.json_request, "request")
-        if args.url or args.project:
-            url = args.url or cloud_url(args.project, args.region, args.endpoint, args.model, args.version)
-            preds = post_predict(url, instances, authorized=bool(args.project))
-        else:
-            preds = predict_local(args.model_dir, args.loader, instance_bytes(instances))
-    except RequestError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.format == "json":
-        print(json.dumps({"predictions": preds}))
+    if args.json_instances:
+        instances = read_instances(args.json_instances, "instances")
     else:
-        print(format_table(preds))
+        instances = read_instances(args.json_request, "request")
+    preds = predict(instances, args.model_dir, args.loader, args.url, args.project, args.region, args.endpoint,
+                    args.model, args.version)
+    print(json.dumps({"predictions": preds}) if args.format == "json" else format_table(preds))
     return 0
-
-
-def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[str, Any]]:
-    """Predictions of the SavedModel in `model_dir` for encoded images."""
-    try:
-        predictor = SavedModelPredictor(model_dir, loader)
-    except (FileNotFoundError, ValueError) as err:
-        raise RequestError(str(err)) from err
-    try:
-        return predictions(predictor.predict(blobs))
-    except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
-        raise RequestError(f"the model could not process the instances: {str(err).splitlines()[0]}") from err
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from mug_errors import InputError
 
-class RequestError(ValueError):
+
+class RequestError(InputError):
     """A request file or instance is malformed; the message says where."""
 
 
@@ -66,6 +68,17 @@ def instance(blob: bytes) -> dict:
     return {"bytes": {"b64": base64.b64encode(blob).decode("ascii")}}
 
 
+def read_files(paths: Sequence[str | Path]) -> list[bytes]:
+    """The bytes of each image file, sent as they are; RequestError names a file that cannot be read."""
+    blobs = []
+    for path in paths:
+        try:
+            blobs.append(Path(path).read_bytes())
+        except OSError as err:
+            raise RequestError(f"{path}: {err.strerror}") from err
+    return blobs
+
+
 def render(blobs: Sequence[bytes], fmt: str) -> str:
     """The request file's text for `blobs` in format `instances` or `request`."""
     instances = [instance(b) for b in blobs]
@@ -94,3 +107,11 @@ def predictions(outputs: dict[str, Any]) -> list[dict[str, Any]]:
     n = len(outputs["CLASSES"])
     return [{"CLASSES": int(outputs["CLASSES"][i]),
              "PROBABILITIES": [float(p) for p in outputs["PROBABILITIES"][i]]} for i in range(n)]
+
+
+def format_table(preds: Sequence[dict[str, Any]]) -> str:
+    """gcloud's table: a `CLASSES  PROBABILITIES` header and a row per instance."""
+    lines = ["CLASSES  PROBABILITIES"]
+    for p in preds:
+        lines.append(f"{p['CLASSES']:<7d}  {json.dumps(p['PROBABILITIES'])}")
+    return "\n".join(lines)

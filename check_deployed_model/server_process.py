@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mug_errors import JobFailed
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,7 +26,7 @@ def start_server(model_dir: str | Path, max_instances: int = 64, timeout: float 
                  quiet: bool = False) -> tuple[subprocess.Popen, str]:
     """Start the server on a free loopback port; return it and its base URL once /health answers.
 
-    Raises RuntimeError with the server's own output when it exits or does not answer in `timeout`
+    Raises JobFailed with the server's own output when it exits or does not answer in `timeout`
     seconds (with `quiet` its output is discarded and only the fact is reported)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "check_deployed_model.local_server", "--model-dir", str(model_dir),
@@ -42,4 +44,4 @@ def start_server(model_dir: str | Path, max_instances: int = 64, timeout: float 
             time.sleep(0.3)
     proc.kill()
     output = "" if quiet else proc.communicate()[0][-2000:]
-    raise RuntimeError(f"the server for {model_dir} did not start within {timeout:.0f}s: {output}")
+    raise JobFailed(f"the server for {model_dir} did not start within {timeout:.0f}s: {output}")

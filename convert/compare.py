@@ -19,14 +19,15 @@ import numpy as np
 from torch import nn
 
 from convert.export_onnx import onnx_probabilities, onnx_session
+from mug_errors import CheckFailed, JobFailed
 from serving.saved_model import LOADERS, run_loaders
-from torch_trainer.data import load_images
-from torch_trainer.model import class_probabilities
+from torch_trainer.data import DatasetError, image_files, load_images
+from torch_trainer.model import class_probabilities, load_checkpoint
 
 PARITY_TOL = 1e-5
 
 
-class ParityError(RuntimeError):
+class ParityError(CheckFailed):
     """An export answers differently from PyTorch: beyond the tolerance, another class, or CLASSES
     that is not the argmax of PROBABILITIES. (Not an AssertionError: a bug elsewhere that asserts
     must not pass for a parity miss.)"""
@@ -57,7 +58,7 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
                "--loaders", *loaders, "--batch-size", str(batch_size), *map(str, files)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
-            raise RuntimeError(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
+            raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
                                f"({serving_python}):\n{proc.stderr[-4000:]}")
         with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
             return {loader: {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
@@ -110,3 +111,19 @@ def require(report: Mapping[str, Any], what: str, tol: float = PARITY_TOL, cases
         if value["max_abs_dprob"] > tol or value["class_agreement"] < 1.0:
             raise ParityError(f"{what}: {key.split('/')[0]} disagrees with PyTorch on {key}: {value} "
                                  f"(tolerance {tol})")
+
+
+def sweep(checkpoint: str | os.PathLike, model_dir: str | os.PathLike, data_dir: str | os.PathLike,
+          onnx_path: str | os.PathLike | None = None, loaders: Sequence[str] = LOADERS,
+          serving_python: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """`parity` of an export (ONNX Runtime next to the checkpoint, unless `onnx_path`, and the
+    SavedModel in `model_dir`) over the images of `data_dir` (the first `limit`, in file order);
+    the report's "images" holds how many. Judge it with `require`."""
+    files = image_files(data_dir)[:limit]
+    if not files:
+        raise DatasetError(f"{data_dir}: no images")
+    model, meta = load_checkpoint(checkpoint)
+    onnx_path = Path(onnx_path) if onnx_path else Path(checkpoint).with_suffix(".onnx")
+    report = parity(model, meta["input_size"], {"files": [p.read_bytes() for p in files]}, onnx_path,
+                    model_dir, loaders, serving_python)
+    return dict(report, images=len(files))

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mug_errors import NotFound
 from torch_trainer.data import image_files
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "probabilities"
@@ -131,7 +132,7 @@ def sample_images(folder: str | os.PathLike, limit: int = 64, size: int = 64) ->
     per_class_limit = -(-limit // max(1, len(per_class)))
     picked = [p for files in per_class for p in files[::max(1, len(files) // per_class_limit)][:per_class_limit]]
     if not picked:
-        raise FileNotFoundError(f"{folder}: no {size}x{size} images to check the conversion with")
+        raise NotFound(f"{folder}: no {size}x{size} images to check the conversion with")
     return picked
 
 

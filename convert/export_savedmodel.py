@@ -32,6 +32,7 @@ from PIL import Image
 from convert import optimize_graph
 from convert.compare import PARITY_TOL, comparisons, parity, require
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, export_onnx, sample_images
+from mug_errors import JobFailed, NotFound, OutputExists
 from torch_trainer.data import load_images
 from torch_trainer.model import load_checkpoint
 
@@ -90,7 +91,7 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
         concrete = serve.get_concrete_function()
     except BackendIsNotSupposedToImplementIt as err:
         # onnx-tf's "op not implemented" is a unittest.SkipTest: as an error, no test runner skips over it
-        raise ValueError(f"{onnx_path}: onnx-tf cannot convert this graph: "
+        raise JobFailed(f"{onnx_path}: onnx-tf cannot convert this graph: "
                          f"{str(err).strip().splitlines()[-1].strip()}") from None
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=True)
     # tf.nest flattens a dict in sorted key order, which is the order of frozen.outputs
@@ -168,12 +169,12 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     """
     checkpoint, output_dir = Path(checkpoint), Path(output_dir)
     if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
+        raise OutputExists(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
     classifier, meta = load_checkpoint(checkpoint)
     input_size, num_classes = meta["input_size"], len(meta["class_names"])
     image_dir = images or next(iter(meta.get("train_config", {}).get("train_dirs", [])), None)
     if image_dir is None or not Path(image_dir).is_dir():
-        raise FileNotFoundError(f"--images: need a folder of real images to check the conversion with "
+        raise NotFound(f"--images: need a folder of real images to check the conversion with "
                                 f"(checkpoint's training folder {image_dir!r} is not available)")
     blobs = [p.read_bytes() for p in sample_images(image_dir, size=input_size)]
     started = time.time()

@@ -4,7 +4,7 @@
         [--loaders graph tf2] [--serving-python .venv-tf212/bin/python] [--limit N] [--tol 1e-5]
 
 PyTorch and ONNX Runtime get the pixels PIL decodes (as training does); the SavedModel gets
-the files' bytes through `serving_default` (`convert.compare`), in this process or, with
+the files' bytes through `serving_default` (`convert.compare.sweep`), in this process or, with
 --serving-python, in a fresh process of that interpreter (a plain TF 2.12 venv, say). Prints,
 per model, the max |dprob| against PyTorch and the share of images with the same class, then
 the report as one line of JSON. Exits 1 when a model changes a class (or, with --tol, when it is
@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
-from convert.compare import ParityError, comparisons, parity, require
-from torch_trainer.data import DatasetError, image_files
-from torch_trainer.model import load_checkpoint
+from convert.compare import comparisons, require, sweep
+from mug_errors import command
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True)
@@ -37,34 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=float("inf"),
                         help="exit 1 if a model is beyond this max |dprob| (it always does if a class changes)")
     args = parser.parse_args(argv)
-    try:
-        files = image_files(args.data_dir)[:args.limit]
-        if not files:
-            raise DatasetError(f"{args.data_dir}: no images")
-        model, meta = load_checkpoint(args.checkpoint)
-    except (DatasetError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    onnx_path = Path(args.onnx) if args.onnx else Path(args.checkpoint).with_suffix(".onnx")
-    try:
-        report = parity(model, meta["input_size"], {"files": [p.read_bytes() for p in files]}, onnx_path,
-                        args.model_dir, args.loaders, args.serving_python)
-    except ParityError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, RuntimeError) as err:  # the export failed to load or run
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"parity against PyTorch over {len(files)} images of {args.data_dir}:")
+    report = sweep(args.checkpoint, args.model_dir, args.data_dir, args.onnx, args.loaders, args.serving_python,
+                   args.limit)
+    print(f"parity against PyTorch over {report['images']} images of {args.data_dir}:")
     print(f"{'model':12s} {'max |dprob|':>12s} {'same class':>11s}")
     for key, r in comparisons(report):
         print(f"{key.split('/')[0]:12s} {r['max_abs_dprob']:12.2e} {r['class_agreement']:11.4f}")
     print(json.dumps(report))
-    try:
-        require(report, args.model_dir, args.tol)
-    except ParityError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    require(report, args.model_dir, args.tol)  # ParityError: exit 1
     return 0
 
 

@@ -14,8 +14,10 @@ import argparse
 import sys
 
 from convert.export_savedmodel import convert_checkpoint, format_export_report
+from mug_errors import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="RUN/model.pt from torch_trainer.train")
@@ -27,12 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="keep onnx-tf's NCHW graph with its Transposes (slower; for comparison)")
     args = parser.parse_args(argv)
-    try:
-        report = convert_checkpoint(args.checkpoint, args.output_dir, args.onnx, args.images, args.overwrite,
-                                    args.optimize)
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as err:  # ParityError is a RuntimeError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = convert_checkpoint(args.checkpoint, args.output_dir, args.onnx, args.images, args.overwrite,
+                                args.optimize)
     print(format_export_report(report))
     print(f"SavedModel written to {args.output_dir}")
     return 0

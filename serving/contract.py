@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mug_errors import InputError, NotFound
+
 # name -> (dtype, shape); -1 is the batch dimension.
 INPUTS = {"bytes": ("DT_STRING", [-1])}
 OUTPUTS = {"CLASSES": ("DT_INT64", [-1]), "PROBABILITIES": ("DT_FLOAT", [-1, 4])}
@@ -16,14 +18,14 @@ def read_signature(model_dir: str | os.PathLike, tag: str = "serve", signature: 
     from tensorflow.core.protobuf import saved_model_pb2
     pb = Path(model_dir) / "saved_model.pb"
     if not pb.is_file():
-        raise FileNotFoundError(f"{model_dir}: no saved_model.pb")
+        raise NotFound(f"{model_dir}: no saved_model.pb")
     sm = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
     metas = [m for m in sm.meta_graphs if tag in m.meta_info_def.tags]
     if not metas:
-        raise ValueError(f"{model_dir}: no meta graph tagged {tag!r}")
+        raise InputError(f"{model_dir}: no meta graph tagged {tag!r}")
     sigs = metas[0].signature_def
     if signature not in sigs:
-        raise ValueError(f"{model_dir}: no signature {signature!r} (has {sorted(sigs)})")
+        raise InputError(f"{model_dir}: no signature {signature!r} (has {sorted(sigs)})")
 
     def describe(infos):
         return {k: (types_pb2.DataType.Name(v.dtype), [d.size for d in v.tensor_shape.dim])
@@ -33,9 +35,9 @@ def read_signature(model_dir: str | os.PathLike, tag: str = "serve", signature: 
 
 
 def check_contract(model_dir: str | os.PathLike, num_classes: int = 4) -> dict:
-    """Raise ValueError unless `serving_default` has exactly the contract's names, dtypes and shapes."""
+    """Raise InputError unless `serving_default` has exactly the contract's names, dtypes and shapes."""
     sig = read_signature(model_dir)
     outputs = dict(OUTPUTS, PROBABILITIES=("DT_FLOAT", [-1, num_classes]))
     if sig["inputs"] != INPUTS or sig["outputs"] != outputs:
-        raise ValueError(f"{model_dir}: serving_default is {sig}, the contract is inputs {INPUTS} outputs {outputs}")
+        raise InputError(f"{model_dir}: serving_default is {sig}, the contract is inputs {INPUTS} outputs {outputs}")
     return sig

@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mug_errors import InputError, NotFound, SettingsError
+
 SIGNATURE, TAG = "serving_default", "serve"
 LOADERS = ("graph", "tf2")
 
@@ -24,10 +26,10 @@ class SavedModelPredictor:
     def __init__(self, model_dir: str | os.PathLike, loader: str = "graph", threads: int | None = None):
         import tensorflow as tf  # deferred: importing this module (and --help) needs no TensorFlow
         if loader not in LOADERS:
-            raise ValueError(f"loader must be one of {LOADERS}, not {loader!r}")
+            raise SettingsError(f"loader must be one of {LOADERS}, not {loader!r}")
         model_dir = os.fspath(model_dir)
         if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
-            raise FileNotFoundError(f"{model_dir}: no saved_model.pb (not a SavedModel folder)")
+            raise NotFound(f"{model_dir}: no saved_model.pb (not a SavedModel folder)")
         self.loader = loader
         tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice is expected here
         if loader == "graph":
@@ -39,7 +41,7 @@ class SavedModelPredictor:
             self._session = tf.compat.v1.Session(graph=self._graph, config=config)
             meta = tf.compat.v1.saved_model.loader.load(self._session, [TAG], model_dir)
             if SIGNATURE not in meta.signature_def:
-                raise ValueError(f"{model_dir}: no {SIGNATURE} signature")
+                raise InputError(f"{model_dir}: no {SIGNATURE} signature")
             sig = meta.signature_def[SIGNATURE]
             self.input_names = {k: v.name for k, v in sig.inputs.items()}
             self.output_names = {k: v.name for k, v in sig.outputs.items()}

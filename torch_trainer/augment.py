@@ -27,6 +27,7 @@ from torchvision.transforms import v2
 # factor for the whole batch). tests/test_augment.py checks them against adjust_hue.
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
+from mug_errors import SettingsError
 from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
 
@@ -191,15 +192,15 @@ class BatchAugment:
 
     def __init__(self, cfg: TrainConfig):
         if not 0 < cfg.crop_scale <= 1:
-            raise ValueError(f"--crop-scale must be in (0, 1], not {cfg.crop_scale}")
+            raise SettingsError(f"--crop-scale must be in (0, 1], not {cfg.crop_scale}")
         if cfg.exposure < 1:
-            raise ValueError(f"--exposure must be at least 1 (1 = off), not {cfg.exposure}")
+            raise SettingsError(f"--exposure must be at least 1 (1 = off), not {cfg.exposure}")
         if cfg.colour_cast < 1:
-            raise ValueError(f"--colour-cast must be at least 1 (1 = off), not {cfg.colour_cast}")
+            raise SettingsError(f"--colour-cast must be at least 1 (1 = off), not {cfg.colour_cast}")
         if not 0 <= cfg.hue <= 0.5:
-            raise ValueError(f"--hue must be in [0, 0.5], not {cfg.hue}")
+            raise SettingsError(f"--hue must be in [0, 0.5], not {cfg.hue}")
         if min(cfg.brightness, cfg.contrast, cfg.saturation) < 0:
-            raise ValueError("--brightness, --contrast and --saturation must not be negative")
+            raise SettingsError("--brightness, --contrast and --saturation must not be negative")
         self.size, self.crop_scale = cfg.input_size, cfg.crop_scale
         self.exposure, self.colour_cast = cfg.exposure, cfg.colour_cast
         # ColorJitter's ranges; a zero strength leaves its step out, as ColorJitter does

@@ -13,6 +13,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmResta
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from mug_errors import InputError, NotFound, SettingsError
 from torch_trainer import distributed
 from torch_trainer.config import AMP_MODES, SCHEDULES, TrainConfig
 from torch_trainer.model import RANDOM, MugClassifier, load_imagenet_weights
@@ -64,12 +65,12 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     other CPUs.
     """
     if cfg.amp not in AMP_MODES:
-        raise ValueError(f"--amp: unknown mode {cfg.amp!r}")
+        raise SettingsError(f"--amp: unknown mode {cfg.amp!r}")
     if cfg.amp == "off":
         return None
     if device.type == "cpu":
         if cfg.amp == "fp16":
-            raise ValueError("--amp fp16 needs CUDA; on the CPU use --amp bf16 or off")
+            raise SettingsError("--amp fp16 needs CUDA; on the CPU use --amp bf16 or off")
         return torch.bfloat16 if cfg.amp == "bf16" or cpu_has_bf16() else None
     if cfg.amp == "fp16":
         return torch.float16
@@ -95,13 +96,13 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
         return model
     path = Path(cfg.weights)
     if not path.is_file():
-        raise FileNotFoundError(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
+        raise NotFound(f"--weights: {path} is not a file (nor 'imagenet' or 'none')")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
     result = model.load_state_dict(state, strict=False)
     if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"} or result.unexpected_keys:
-        raise ValueError(f"--weights: {path} does not fit {cfg.arch} at {cfg.image_size} px: missing "
+        raise InputError(f"--weights: {path} does not fit {cfg.arch} at {cfg.image_size} px: missing "
                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
     model.weights_source = f"checkpoint ({path.resolve()})"
     return model
@@ -121,12 +122,12 @@ def cycles(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(warm-up steps, steps per cosine cycle) of the run: `snapshots` cycles fill the steps
     after the warm-up, which takes whatever does not divide evenly."""
     if cfg.snapshots < 1:
-        raise ValueError(f"--snapshots must be at least 1, not {cfg.snapshots}")
+        raise SettingsError(f"--snapshots must be at least 1, not {cfg.snapshots}")
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
     cycle = (total - warmup) // cfg.snapshots
     if cycle < 1:
-        raise ValueError(f"--snapshots {cfg.snapshots}: the run has only {total - warmup} steps after its warm-up")
+        raise SettingsError(f"--snapshots {cfg.snapshots}: the run has only {total - warmup} steps after its warm-up")
     return total - cycle * cfg.snapshots, cycle
 
 
@@ -143,10 +144,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     `cosine-under-warmup` is the EfficientNet-Lite probe's schedule instead: one cosine over the
     whole run, multiplied by the warm-up ramp (min(1, step / warm-up steps))."""
     if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"--schedule: unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        raise SettingsError(f"--schedule: unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
     if cfg.schedule == "cosine-under-warmup":
         if cfg.snapshots > 1:
-            raise ValueError("--schedule cosine-under-warmup is one cycle: it does not take --snapshots")
+            raise SettingsError("--schedule cosine-under-warmup is one cycle: it does not take --snapshots")
         total = max(1, cfg.epochs * steps_per_epoch)
         ramp = max(1.0, cfg.warmup_epochs * steps_per_epoch)
         return LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / ramp) * 0.5 * (1 + math.cos(math.pi * step / total)))
@@ -165,9 +166,9 @@ def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | 
     """The SWA average of `model` (a plain mean of its weights after every step from the share
     `swa_start` of the run on) that validation and the saved checkpoints use, or None."""
     if not 0 <= cfg.swa_start < 1:
-        raise ValueError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
+        raise SettingsError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
     if cfg.swa_start > 0 and cfg.snapshots > 1:
-        raise ValueError("--swa-start and --snapshots are two ways of averaging one run: choose one")
+        raise SettingsError("--swa-start and --snapshots are two ways of averaging one run: choose one")
     # the buffers ride along so that validation during the run is sensible; batch norm is
     # recomputed properly once training ends (Fitter.recompute_batch_norm)
     return AveragedModel(model, use_buffers=True) if cfg.swa_start > 0 else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
+from mug_errors import SettingsError
 from torch_trainer.model import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -25,7 +26,7 @@ SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
 RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "overrides")
 
 
-class RecipeError(ValueError):
+class RecipeError(SettingsError):
     """An unknown recipe name, or a recipe file that does not describe a `TrainConfig`."""
 
 

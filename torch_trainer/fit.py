@@ -21,6 +21,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from mug_errors import InputError, NotFound, OutputExists, SettingsError
 from torch_trainer import distributed
 from torch_trainer.augment import BatchAugment
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
@@ -49,7 +50,7 @@ def check_output_dir(path: str | Path, overwrite: bool) -> Path:
     """RUN, refused when it is not empty unless `overwrite` (created later, by `train_models`)."""
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
+        raise OutputExists(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
     return path
 
 
@@ -62,14 +63,14 @@ class Fitter:
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.device)
         if cfg.probe_epochs and distributed.world_size() > 1:
-            raise ValueError("--probe-epochs freezes the backbone for a while, which DistributedDataParallel "
+            raise SettingsError("--probe-epochs freezes the backbone for a while, which DistributedDataParallel "
                              "does not allow; train it in one process")
         if not 0 <= cfg.probe_epochs < max(1, cfg.epochs):
-            raise ValueError(f"--probe-epochs must be at least 0 and below --epochs, not {cfg.probe_epochs}")
+            raise SettingsError(f"--probe-epochs must be at least 0 and below --epochs, not {cfg.probe_epochs}")
         if not 0 < cfg.wise_alpha <= 1:
-            raise ValueError(f"--wise-alpha must be above 0 and at most 1, not {cfg.wise_alpha}")
+            raise SettingsError(f"--wise-alpha must be above 0 and at most 1, not {cfg.wise_alpha}")
         if cfg.wise_alpha < 1 and (cfg.swa_start > 0 or cfg.snapshots > 1):
-            raise ValueError("--wise-alpha, --swa-start and --snapshots are ways of averaging weights: choose one")
+            raise SettingsError("--wise-alpha, --swa-start and --snapshots are ways of averaging weights: choose one")
         self.model = build_model(cfg, num_classes).to(self.device)
         self.augment = BatchAugment(cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
@@ -213,7 +214,7 @@ class Fitter:
         self.generator.set_state(state["generator"])
         streams = state["torch_rng"]
         if len(streams) != distributed.world_size():
-            raise ValueError(f"--resume: the run was trained by {len(streams)} process(es), this is "
+            raise SettingsError(f"--resume: the run was trained by {len(streams)} process(es), this is "
                              f"{distributed.world_size()}; resume it with as many")
         torch.set_rng_state(streams[distributed.rank()])
 
@@ -324,9 +325,9 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     out = Path(output_dir)
     log = log if distributed.is_main() else _quiet
     if cfg.ensemble < 1:
-        raise ValueError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+        raise SettingsError(f"--ensemble must be at least 1, not {cfg.ensemble}")
     if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
-        raise ValueError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
+        raise SettingsError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
     if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -398,7 +399,7 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     so each family's mean weighs the same however many models it has."""
     names = [family_name(f) for f in cfg.families]
     if len(set(names)) != len(names):
-        raise ValueError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
+        raise SettingsError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
     families, ran = [], 0
     for k, (family, name) in enumerate(zip(cfg.families, names)):
         if stop_after is not None and ran >= stop_after:
@@ -406,7 +407,7 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
             break
         family_cfg = family_config(cfg, family)
         if family_cfg.input_size != cfg.input_size:  # the photos were loaded once, at the run's input size
-            raise ValueError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
+            raise SettingsError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
                              f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
         log(f"family {k + 1}/{len(names)}: {name} ({family_cfg.ensemble} x {family_cfg.arch} at "
             f"{family_cfg.image_size} px, weights {family_cfg.weights}) in {out / name}")
@@ -452,10 +453,10 @@ def load_resume_state(run: str | Path) -> dict[str, Any]:
     """The training state saved in RUN/last.pt."""
     path = Path(run) / "last.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} not found")
+        raise NotFound(f"--resume: {path} not found")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "training_state" not in ckpt:
-        raise ValueError(f"--resume: {path} holds no training state")
+        raise InputError(f"--resume: {path} holds no training state")
     return ckpt["training_state"]
 
 
@@ -463,5 +464,5 @@ def resume_config(run: str | Path) -> TrainConfig:
     """The settings of the interrupted run in RUN (RUN/config.json)."""
     path = Path(run) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} not found (not a run folder of torch_trainer.train?)")
+        raise NotFound(f"--resume: {path} not found (not a run folder of torch_trainer.train?)")
     return TrainConfig(**json.loads(path.read_text()))

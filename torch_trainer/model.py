@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from mug_errors import InputError, JobFailed, NotFound, SettingsError
 from torch_trainer.efficientnet_lite import VARIANTS, EfficientNetLite, load_packaged_weights
 
 RESNETS = ("resnet18", "resnet34", "resnet50")
@@ -21,7 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM = "random"
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(JobFailed):
     """ImageNet weights were asked for but could not be downloaded or read."""
 
 
@@ -39,7 +40,7 @@ class MugClassifier(nn.Module):
                  weights_source: str = RANDOM):
         super().__init__()
         if arch not in ARCHS:
-            raise ValueError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+            raise SettingsError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
         self.arch, self.image_size, self.weights_source = arch, image_size, weights_source
         if arch in RESNETS:
             self.net = getattr(torchvision.models, arch)(weights=None)
@@ -185,11 +186,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     `save_checkpoint`; returns (model, meta)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise NotFound(f"{path}: checkpoint not found")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint: {err}") from err
+        raise InputError(f"{path}: not a readable checkpoint: {err}") from err
     if "spec" not in ckpt and "arch" in ckpt:  # written before ensembles of families (2026-12-02)
         leaf = {k: ckpt.get(k) for k in ("arch", "mean", "std")}
         sizes = ckpt.get("member_image_sizes") or [ckpt.get("image_size")] * ckpt.get("members", 1)
@@ -197,7 +198,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt["spec"] = specs[0] if ckpt.get("members", 1) == 1 else {"members": specs}
     missing = [k for k in ("state_dict", "spec", "class_names", "input_size") if k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")
     model = build_from_spec(ckpt["spec"], len(ckpt["class_names"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()

@@ -3,6 +3,7 @@ and as pictures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,3 +72,25 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], path: P
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def score_predictions(data: Any, preds: np.ndarray, output_dir: str | Path | None = None,
+                      max_sheet: int = 100) -> dict[str, Any]:
+    """`classification_report` of `preds` against a `MugDataset`'s labels, with the misclassified
+    files listed; with `output_dir`, also report.json, confusion.png and misclassified.png (a contact
+    sheet of the mistakes, so that a person can look at what went wrong)."""
+    targets = data.targets.numpy()
+    report = classification_report(preds, targets, data.class_names)
+    wrong = np.flatnonzero(preds != targets)
+    report["misclassified"] = [{"path": str(data.paths[i]), "true": int(targets[i]), "predicted": int(preds[i])}
+                               for i in wrong]
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+        plot_confusion(report, output_dir / "confusion.png")
+        shown = wrong[:max_sheet]
+        contact_sheet([data.images[i].permute(1, 2, 0).numpy() for i in shown],
+                      [f"{data.paths[i].parent.name}/{data.paths[i].name}\n-> {data.class_names[preds[i]]}"
+                       for i in shown], output_dir / "misclassified.png")
+    return report

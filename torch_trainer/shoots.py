@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from mug_errors import InputError, SettingsError
+
 
 def find_shoots(images: torch.Tensor, targets: torch.Tensor, shoots_per_class: int = 2) -> np.ndarray:
     """Shoot index (0..shoots_per_class-1) of each image, clustered within its class.
@@ -25,7 +27,7 @@ def find_shoots(images: torch.Tensor, targets: torch.Tensor, shoots_per_class: i
     for label in np.unique(targets):
         idx = np.flatnonzero(targets == label)
         if len(idx) < shoots_per_class:
-            raise ValueError(f"class {label} has {len(idx)} images, fewer than {shoots_per_class} shoots")
+            raise InputError(f"class {label} has {len(idx)} images, fewer than {shoots_per_class} shoots")
         clusters = fcluster(linkage(thumbs[idx], "ward"), shoots_per_class, "maxclust")
         order = list(dict.fromkeys(clusters))  # first-seen order
         shoots[idx] = [order.index(c) for c in clusters]
@@ -40,4 +42,4 @@ def folds(shoots: np.ndarray, targets: np.ndarray, protocol: str) -> list[tuple[
     if protocol == "class-shoot":
         return [(f"class{c}_shoot{k}", (targets == c) & (shoots == k))
                 for c in np.unique(targets) for k in np.unique(shoots[targets == c])]
-    raise ValueError(f"--protocol: unknown protocol {protocol!r} (shoot or class-shoot)")
+    raise SettingsError(f"--protocol: unknown protocol {protocol!r} (shoot or class-shoot)")

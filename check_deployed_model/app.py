@@ -1,0 +1,84 @@
+"""The local prediction server's ASGI app (`create_app`): the Google Cloud and TF Serving predict
+routes over a loaded SavedModel, a readiness route and a page to try a photo. Bad input gets HTTP
+400 with {"error": "..."}; like the hosted services, a body is at most 1.5 MB and a request holds at
+most `max_instances` instances. `check_deployed_model.local_server` runs it with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from check_deployed_model.protocol import RequestError, instance_bytes, parse_body, predictions
+
+MAX_BODY_BYTES = 1_500_000
+PAGE = Path(__file__).with_name("page.html")
+
+
+def error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; RequestError past `limit` bytes. An oversized body is still read (and
+    dropped) up to 8x the limit, so that the client gets the 400 instead of a broken pipe."""
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            body += chunk
+        elif size > 8 * limit:
+            break
+    if size > limit:
+        raise RequestError(f"request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_request(body: bytes, max_instances: int) -> list[bytes]:
+    """Image bytes of a predict request body; RequestError says what is wrong."""
+    instances = parse_body(body)
+    if len(instances) > max_instances:
+        raise RequestError(f"{len(instances)} instances; the limit is {max_instances} per request")
+    return instance_bytes(instances)
+
+
+def create_app(predictor: Any, model_name: str = "mug", max_instances: int = 64,
+               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """The ASGI app around a loaded `SavedModelPredictor` (or anything with `.predict(list[bytes])`)."""
+
+    async def predict(request: Request) -> JSONResponse:
+        try:
+            blobs = parse_request(await read_body(request, max_body_bytes), max_instances)
+        except RequestError as err:
+            return error(str(err))
+        try:
+            outputs = await run_in_threadpool(predictor.predict, blobs)
+        except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            return error(f"an instance is not a decodable JPEG or PNG image: {first}")
+        return JSONResponse({"predictions": predictions(outputs)})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "model": model_name})
+
+    async def model_status(request: Request) -> JSONResponse:  # TF Serving's GET /v1/models/{model}
+        return JSONResponse({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text())
+
+    routes = [
+        Route("/", page),
+        Route("/health", health),
+        Route("/v1/models/{model}", model_status),
+        Route("/v1/models/{model}:predict", predict, methods=["POST"]),
+        Route("/v1/projects/{project}/models/{model}:predict", predict, methods=["POST"]),
+        Route("/v1/projects/{project}/models/{model}/versions/{version}:predict", predict, methods=["POST"]),
+        Route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}:predict", predict, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
