@@ -22,6 +22,7 @@ import torch
 from torchvision.transforms import v2
 
 from bench.machine import cpu_description
+from mug_errors import command
 from torch_trainer.augment import RATIO, BatchAugment
 from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import MugDataset
@@ -39,12 +40,9 @@ def per_picture_transform(cfg: TrainConfig) -> v2.Transform:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="class-per-folder photos")
-    parser.add_argument("--rounds", type=int, default=5)
-    args, cfg = parse_args(parser, argv)
-    data = MugDataset(args.data_dir, cfg.input_size)
+def measure_augmentation(cfg: TrainConfig, data: MugDataset, rounds: int = 5) -> dict[str, float]:
+    """Median images/s of the per-picture transforms and of `BatchAugment` over `data`, one epoch of
+    each per round, alternating."""
     picture, batch = per_picture_transform(cfg), BatchAugment(cfg)
     n, size = len(data), cfg.batch_size
 
@@ -56,19 +54,29 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, n, size):
             batch(data.images[start:start + size])
 
-    rates = {"per picture": [], "batch": []}
+    rates: dict[str, list[float]] = {"per picture": [], "batch": []}
     by_batch()  # warm-up
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, epoch in (("per picture", one_by_one), ("batch", by_batch)):
             started = time.perf_counter()
             epoch()
             rates[name].append(n / (time.perf_counter() - started))
-    print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {n} photos, "
-          f"recipe {cfg.recipe}, batches of {size}, median of {args.rounds} rounds")
-    base = statistics.median(rates["per picture"])
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="class-per-folder photos")
+    parser.add_argument("--rounds", type=int, default=5)
+    args, cfg = parse_args(parser, argv)
+    data = MugDataset(args.data_dir, cfg.input_size)
+    rates = measure_augmentation(cfg, data, args.rounds)
+    print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {len(data)} photos, "
+          f"recipe {cfg.recipe}, batches of {cfg.batch_size}, median of {args.rounds} rounds")
     print(f"{'augmentation':14s} {'images/s':>10s} {'ratio':>7s}")
-    for name, values in rates.items():
-        print(f"{name:14s} {statistics.median(values):10.0f} {statistics.median(values) / base:7.2f}")
+    for name, rate in rates.items():
+        print(f"{name:14s} {rate:10.0f} {rate / rates['per picture']:7.2f}")
     return 0
 
 

@@ -22,10 +22,12 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any, Sequence
 
 from bench.machine import cpu_description
 from bench.timing import timed
 from convert.export_onnx import onnx_probabilities, onnx_session
+from mug_errors import command
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.data import image_files, load_images
 from torch_trainer.model import load_checkpoint
@@ -69,7 +71,40 @@ def ort_op_times(onnx_path: str, images, threads: int, reps: int) -> Counter:
     return times
 
 
-def main() -> int:
+def profile_ops(checkpoint: str, model_dir: str, images: str, threads: int = 2, reps: int = 20,
+                batches: Sequence[int] = (1, 32)) -> dict[int, dict[str, Any]]:
+    """{batch: {"tf_ms", "ort_ms" (untraced medians per call), "tf_ops", "ort_ops" (ms per call by kind)}}."""
+    _, meta = load_checkpoint(checkpoint)
+    onnx_path = str(Path(checkpoint).with_suffix(".onnx"))
+    predictor = SavedModelPredictor(model_dir, "graph", threads=threads)
+    session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
+    ort_plain = onnx_session(onnx_path, threads)
+    blobs = [p.read_bytes() for p in image_files(images)[:max(batches)]]
+    result = {}
+    for batch in batches:
+        feed = {predictor.input_names["bytes"]: blobs[:batch]}
+        pixels = load_images(blobs[:batch], meta["input_size"])
+        result[batch] = {"tf_ms": statistics.median(timed(lambda f: session.run(fetch, f), feed, reps)),
+                         "tf_ops": tf_op_times(session, fetch, feed, reps),
+                         "ort_ms": statistics.median(timed(lambda x: onnx_probabilities(ort_plain, x), pixels, reps)),
+                         "ort_ops": ort_op_times(onnx_path, pixels, threads, reps)}
+    predictor.close()
+    return result
+
+
+def table(tf_ops: Counter, ort_ops: Counter) -> list[tuple[str, float, float]]:
+    """(kind, TF ms, ORT ms) rows: convolutions by output size (largest first), their sum, the eight
+    costliest other kinds, then all ops."""
+    convs = sorted({k for k in tf_ops | ort_ops if k.startswith("conv ")}, key=lambda k: -int(k.split()[1].split("x")[0]))
+    others = sorted({k for k in tf_ops | ort_ops if not k.startswith("conv ")}, key=lambda k: -max(tf_ops[k], ort_ops[k]))
+    return ([(k, tf_ops[k], ort_ops[k]) for k in convs]
+            + [("all convolutions", sum(tf_ops[k] for k in convs), sum(ort_ops[k] for k in convs))]
+            + [(k, tf_ops[k], ort_ops[k]) for k in others[:8]]
+            + [("all ops", sum(tf_ops.values()), sum(ort_ops.values()))])
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="RUN/model.pt (its ONNX file next to it)")
     parser.add_argument("--model-dir", required=True, help="the SavedModel exported from it")
@@ -77,43 +112,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import tensorflow as tf  # deferred: --help answers without loading TensorFlow
     from tensorflow.python.util import _pywrap_util_port
 
-    _, meta = load_checkpoint(args.checkpoint)
-    onnx_path = str(Path(args.checkpoint).with_suffix(".onnx"))
-    predictor = SavedModelPredictor(args.model_dir, "graph", threads=args.threads)
-    session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
-    ort_plain = onnx_session(onnx_path, args.threads)
-    blobs = [p.read_bytes() for p in image_files(args.images)[:max(args.batches)]]
+    result = profile_ops(args.checkpoint, args.model_dir, args.images, args.threads, args.reps, args.batches)
     print(f"{cpu_description()}; TensorFlow {tf.__version__} convolutions on "
           f"{'oneDNN' if _pywrap_util_port.IsMklEnabled() else 'Eigen (oneDNN off)'}; "
           f"{args.threads} threads each, inter-op 1; {args.reps} traced calls per side")
-    for batch in args.batches:
-        feed = {predictor.input_names["bytes"]: blobs[:batch]}
-        tf_median = statistics.median(timed(lambda f: session.run(fetch, f), feed, args.reps))
-        tf_ops = tf_op_times(session, fetch, feed, args.reps)
-        images = load_images(blobs[:batch], meta["input_size"])
-        ort_median = statistics.median(timed(lambda x: onnx_probabilities(ort_plain, x), images, args.reps))
-        ort_ops = ort_op_times(onnx_path, images, args.threads, args.reps)
-        print(f"\nbatch {batch}: untraced median per call, TF {tf_median:.2f} ms (decode included), "
-              f"ORT {ort_median:.2f} ms (decoded pixels in), ratio {tf_median / ort_median:.2f}")
+    for batch, r in result.items():
+        print(f"\nbatch {batch}: untraced median per call, TF {r['tf_ms']:.2f} ms (decode included), "
+              f"ORT {r['ort_ms']:.2f} ms (decoded pixels in), ratio {r['tf_ms'] / r['ort_ms']:.2f}")
         print(f"  {'kind':22s} {'TF ms':>8s} {'ORT ms':>8s} {'TF/ORT':>7s}")
-        convs = sorted({k for k in tf_ops | ort_ops if k.startswith("conv ")},
-                       key=lambda k: -int(k.split()[1].split("x")[0]))
-        others = sorted({k for k in tf_ops | ort_ops if not k.startswith("conv ")},
-                        key=lambda k: -max(tf_ops[k], ort_ops[k]))
-        for kind in [*convs, "all convolutions", *others[:8], "all ops"]:
-            if kind == "all convolutions":
-                t, o = (sum(ops[k] for k in convs) for ops in (tf_ops, ort_ops))
-            elif kind == "all ops":
-                t, o = sum(tf_ops.values()), sum(ort_ops.values())
-            else:
-                t, o = tf_ops[kind], ort_ops[kind]
+        for kind, t, o in table(r["tf_ops"], r["ort_ops"]):
             print(f"  {kind:22s} {t:8.3f} {o:8.3f} {t / o if o else float('nan'):7.2f}")
-    predictor.close()
     return 0
 
 

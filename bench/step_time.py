@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.machine import cpu_description
+from mug_errors import SettingsError, command
 from torch_trainer.model import MugClassifier
 
 
@@ -28,7 +29,7 @@ def make_step(config: str, arch: str, batch_size: int, image_size: int):
     """A closure running one training step of `config`; returns (step, seconds of the first step)."""
     precision, *options = config.split(":")
     if precision not in ("fp32", "bf16") or set(options) - {"cl", "compile"}:
-        raise SystemExit(f"--configs {config}: fp32 or bf16, then optional :cl and :compile")
+        raise SettingsError(f"--configs {config}: fp32 or bf16, then optional :cl and :compile")
     torch.manual_seed(0)
     model = MugClassifier(arch, 4, image_size)
     images, labels = torch.rand(batch_size, 3, 64, 64), torch.randint(0, 4, (batch_size,))
@@ -50,6 +51,27 @@ def make_step(config: str, arch: str, batch_size: int, image_size: int):
     return step, time.perf_counter() - started
 
 
+def measure_step_time(configs: list[str], steps: int = 10, batch_size: int = 64, arch: str = "resnet18",
+                      image_size: int = 64) -> dict[str, dict[str, float]]:
+    """{config: {"seconds_per_step" (median), "speed" (the first config's median / this one's),
+    "first_step_seconds"}}, the configs taking turns one step each per round."""
+    step_fns, first = {}, {}
+    for config in configs:
+        step_fns[config], first[config] = make_step(config, arch, batch_size, image_size)
+        step_fns[config]()  # second warm-up step
+    times: dict[str, list[float]] = {config: [] for config in configs}
+    for _ in range(steps):
+        for config, step in step_fns.items():
+            started = time.perf_counter()
+            step()
+            times[config].append(time.perf_counter() - started)
+    base = statistics.median(times[configs[0]])
+    return {config: {"seconds_per_step": statistics.median(times[config]),
+                     "speed": base / statistics.median(times[config]), "first_step_seconds": first[config]}
+            for config in configs}
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["fp32", "fp32:cl", "bf16", "bf16:cl"])
@@ -58,23 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args(argv)
-    steps, first = {}, {}
-    for config in args.configs:
-        steps[config], first[config] = make_step(config, args.arch, args.batch_size, args.image_size)
-        steps[config]()  # second warm-up step
-    times = {config: [] for config in args.configs}
-    for _ in range(args.steps):
-        for config, step in steps.items():
-            started = time.perf_counter()
-            step()
-            times[config].append(time.perf_counter() - started)
+    results = measure_step_time(args.configs, args.steps, args.batch_size, args.arch, args.image_size)
     print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} at "
           f"{args.image_size} px, batch {args.batch_size}, median of {args.steps} steps")
-    base = statistics.median(times[args.configs[0]])
     print(f"{'config':16s} {'s/step':>8s} {'speed':>7s} {'first step s':>13s}")
-    for config in args.configs:
-        median = statistics.median(times[config])
-        print(f"{config:16s} {median:8.3f} {base / median:7.2f} {first[config]:13.1f}")
+    for config, r in results.items():
+        print(f"{config:16s} {r['seconds_per_step']:8.3f} {r['speed']:7.2f} {r['first_step_seconds']:13.1f}")
     return 0
 
 

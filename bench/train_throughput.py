@@ -6,7 +6,8 @@
 `cpu:N` / `cuda:N` runs N processes (torchrun with DDP when N > 1; gloo on CPU, nccl on CUDA).
 An optional third field fixes the precision: `fp32` (`--amp off --channels-last off`) or `bf16`
 (`--amp bf16 --channels-last on`); without it the trainer's `auto` decides.
-Each run is a real `torch_trainer.train` invocation of one model (`--ensemble 1`; an ensemble
+Each run is a real `torch_trainer.train` invocation of one model (`--recipe`, default the
+ResNet18 family `exposure-ens3`, with `--ensemble 1`; an ensemble
 trains its members one after another at the same rate); images/s is the median over its epochs
 after the first (warm-up), all ranks' images counted. Ratios are to the first config.
 """
@@ -23,16 +24,19 @@ import tempfile
 from pathlib import Path
 
 from bench.machine import cpu_description
+from mug_errors import JobFailed, SettingsError, command
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISION = {"fp32": ["--amp", "off", "--channels-last", "off"], "bf16": ["--amp", "bf16", "--channels-last", "on"]}
 
 
-def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[str]) -> dict:
+def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[str],
+        recipe: str = "exposure-ens3") -> dict:
+    """One real training run of `config` (a subprocess): its median images/s after the first epoch."""
     device, nproc, *precision = config.split(":")
     nproc = int(nproc)
     if precision and precision[0] not in PRECISION:
-        raise SystemExit(f"--configs {config}: precision must be one of {', '.join(PRECISION)}")
+        raise SettingsError(f"--configs {config}: precision must be one of {', '.join(PRECISION)}")
     extra = [*extra, *PRECISION[precision[0]]] if precision else extra
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -40,30 +44,33 @@ def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[st
         if nproc > 1:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "-m", "torch_trainer.train"]
-        cmd = launcher + ["--train-dir", data_dir, "--output-dir", str(out), "--epochs", str(epochs),
+        cmd = launcher + ["--recipe", recipe, "--train-dir", data_dir, "--output-dir", str(out), "--epochs", str(epochs),
                           "--ensemble", "1", "--weights", "none", "--device", device, "--batch-size", str(batch_size), *extra]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
                               if device == "cpu" else None)
         if proc.returncode != 0:
-            raise RuntimeError(f"{config} failed:\n{proc.stderr[-3000:]}")
+            raise JobFailed(f"{config} failed:\n{proc.stderr[-3000:]}")
         metrics = json.loads((out / "metrics.json").read_text())
     rates = [r["images_per_second"] for r in metrics["history"]]
     return {"config": config, "images_per_second": statistics.median(rates[1:] or rates),
             "epochs": len(rates), "final_train_accuracy": metrics["history"][-1]["train_accuracy"]}
 
 
-def main() -> int:
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="per process")
     parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2"])
-    args, extra = parser.parse_known_args()
+    parser.add_argument("--recipe", default="exposure-ens3",
+                        help="a recipe of one network (default %(default)s; the default's two families would mix two rates)")
+    args, extra = parser.parse_known_args(argv)
     import torch  # deferred: the runs are subprocesses; only the summary line needs it
     print(f"{cpu_description()}; torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA devices: {torch.cuda.device_count()}"
           + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
-    results = [run(c, args.data_dir, args.epochs, args.batch_size, extra) for c in args.configs]
+    results = [run(c, args.data_dir, args.epochs, args.batch_size, extra, args.recipe) for c in args.configs]
     base = results[0]["images_per_second"]
     print(f"{'config':12s} {'images/s':>10s} {'ratio':>7s} {'epochs':>7s} {'train acc':>10s}")
     for r in results:

@@ -10,6 +10,7 @@ from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_module
 from serving.contract import check_contract, read_signature
 from convert.compare import ParityError, parity, require
+from mug_errors import JobFailed
 from convert.export_onnx import export_onnx, onnx_probabilities, onnx_session, sample_images
 from torch_trainer.data import load_images
 from torch_trainer.model import MugClassifier, class_probabilities, load_checkpoint
@@ -152,5 +153,5 @@ def test_an_op_onnx_tf_lacks_is_an_error_not_a_skip(tmp_path):
 
     path = export_onnx(DynamicSplit(), tmp_path / "dynamic.onnx", 8)
     # onnx-tf raises a unittest.SkipTest subclass, which pytest would report as a skip
-    with pytest.raises(ValueError, match=r"dynamic\.onnx: onnx-tf cannot convert this graph: .*Unsqueeze"):
+    with pytest.raises(JobFailed, match=r"dynamic\.onnx: onnx-tf cannot convert this graph: .*Unsqueeze"):
         frozen_serving_graph(path, 8)

@@ -46,15 +46,13 @@ def test_real_parity_report(real_export):
 
 
 def test_ml6_request_files(real_export, shared):
-    model_dir = real_export
-    tables = []
+    replies = []
     for flag, name in (("--json-instances", "test.json"), ("--json-request", "test_request.json")):
-        proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), flag,
-                          str(shared / "check_deployed_model" / name))
+        proc = run_module("check_deployed_model.predict", "--model-dir", str(real_export), flag,
+                          str(shared / "check_deployed_model" / name), "--format", "json")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        lines = proc.stdout.strip().splitlines()
-        assert lines[0].split() == ["CLASSES", "PROBABILITIES"] and len(lines) == 2
-        cls, probs = lines[1].split(None, 1)
-        assert 0 <= int(cls) <= 3 and len(json.loads(probs)) == 4
-        tables.append(lines)
-    assert tables[0] == tables[1]  # the same image in both files
+        (pred,) = json.loads(proc.stdout)["predictions"]
+        assert 0 <= pred["CLASSES"] <= 3 and len(pred["PROBABILITIES"]) == 4
+        assert pred["CLASSES"] == max(range(4), key=pred["PROBABILITIES"].__getitem__)
+        replies.append(pred)
+    assert replies[0] == replies[1]  # the same image in both files

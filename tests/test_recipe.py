@@ -1,6 +1,7 @@
 """The training recipe's tools: shoots, cross-scene validation, evaluation, resume, repeatability."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,9 @@ import torch
 from draw_mug import CLASS_NAMES, draw_mug
 from conftest import run_module
 from torch_trainer.data import MugDataset
+from torch_trainer.config import load_recipe
+from torch_trainer.cross_scene import score_report, summary_lines, validate
+from torch_trainer.report import format_classification_report
 from torch_trainer.shoots import find_shoots
 
 BACKGROUNDS = [(60, 60, 70), (190, 170, 140)]
@@ -72,10 +76,10 @@ def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root
         proc = run_module("check_deployed_model.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
                           "--output-dir", str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "accuracy" in proc.stdout and "confusion" in proc.stdout
         for png in ("confusion.png", "misclassified.png"):
             assert (out / png).read_bytes()[:4] == b"\x89PNG"
         reports.append(json.loads((out / "report.json").read_text()))
+        assert format_classification_report(reports[-1]) in proc.stdout  # what it prints is the report it wrote
     # the eval set holds one 96x80 PNG per class, resized slightly differently by TF: allow one flip
     assert abs(reports[0]["accuracy"] - reports[1]["accuracy"]) <= 1 / 32
     assert len(reports[0]["misclassified"]) == round((1 - reports[0]["accuracy"]) * 32)
@@ -140,18 +144,16 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
 
 
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
-    from torch_trainer.ensemble_accuracy import score_report
     from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
-    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
-                      "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "16", "--image-size", "64",
-                      "--seeds", "0", "1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {(r["seed"], r["fold"]): r["accuracy"] for r in json.loads((out / "report.json").read_text())["runs"]}
+    cfg = replace(load_recipe("exposure-ens3"), epochs=1, ensemble=1, weights="none", batch_size=16)
+    summary = validate(cfg, two_shoots, out, seeds=(0, 1), log=lambda *a: None)
+    assert summary == json.loads((out / "report.json").read_text())
+    runs = {(r["seed"], r["fold"]): r["accuracy"] for r in summary["runs"]}
     proc = run_module("torch_trainer.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ensemble2" in proc.stdout and "all folds" in proc.stdout
     result = json.loads((out / "ensemble.json").read_text())
+    assert "\n".join(summary_lines(result)) in proc.stdout  # what it prints is what it wrote
     assert result["seeds"] == [0, 1]
     data = MugDataset(two_shoots)
     shoots = find_shoots(data.images, data.targets)

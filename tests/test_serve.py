@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from check_deployed_model.cloud import cloud_url
+from check_deployed_model.vertex_ai import container_uri, deploy, teardown
+from mug_errors import NotFound, SettingsError
 from check_deployed_model.server_process import start_server
 from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
@@ -169,20 +171,24 @@ def test_concurrent_burst_with_faults(server, images):
     assert after - before < 100_000, (before, after)  # KB: flat, not growing with requests
 
 
-def test_deploy_dry_run_prints_every_step(export, tmp_path):
+def test_deploy_dry_run_returns_every_step(export, tmp_path):
     model_dir, _ = export
-    proc = run_module("check_deployed_model.deploy", "--project", "p", "--region", "europe-west1", "--bucket",
-                      "gs://b", "--model-dir", str(model_dir), "--dry-run")
-    assert proc.returncode == 0, proc.stderr
-    assert "serving contract checked" in proc.stdout and "nothing was changed" in proc.stdout
-    for expected in ("gsutil -m cp -r", "gcloud ai models upload", "tf2-cpu.2-12", "gcloud ai endpoints create",
-                     "gcloud ai endpoints deploy-model"):
-        assert expected in proc.stdout, expected
-    down = run_module("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--teardown", "--dry-run")
-    assert down.returncode == 0 and "undeploy-model" in down.stdout and "models delete" in down.stdout
+    logged = []
+    steps = deploy("p", "europe-west1", "gs://b", str(model_dir), dry_run=True, log=lambda *a, **k: logged.append(a[0]))
+    assert [s[:4] for s in steps] == [["gsutil", "-m", "cp", "-r"], ["gcloud", "ai", "models", "upload"],
+                                      ["gcloud", "ai", "endpoints", "create"], ["gcloud", "ai", "endpoints", "deploy-model"]]
+    assert steps[0][-1] == "gs://b/mug-model/" and "--container-image-uri=" + container_uri("europe-west1") in steps[1]
+    assert container_uri("europe-west1").startswith("europe-docker.pkg.dev/") and "tf2-cpu.2-12" in steps[1][-1]
+    assert logged[0] == f"{model_dir}: serving contract checked" and len(logged) == 1 + len(steps)
+    down = teardown("p", "europe-west1", "gs://b", dry_run=True, log=lambda *a, **k: None)
+    assert [s[3] for s in down] == ["undeploy-model", "delete", "delete", "-r"] and down[2][2] == "models"
+    with pytest.raises(NotFound, match="saved_model.pb"):  # the contract is checked before anything is uploaded
+        deploy("p", "europe-west1", "gs://b", str(tmp_path), dry_run=True)
+    with pytest.raises(SettingsError, match="gs://"):
+        deploy("p", "europe-west1", "b", str(model_dir), dry_run=True)
     bad = run_module("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
                      str(tmp_path), "--dry-run")
-    assert bad.returncode == 2 and "saved_model.pb" in bad.stderr
+    assert bad.returncode == 2 and "saved_model.pb" in bad.stderr and "Traceback" not in bad.stderr
 
 
 CHROMIUM = Path("/usr/bin/chromium")

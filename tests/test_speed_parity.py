@@ -1,9 +1,19 @@
 """The graph optimisation, the parity sweep and the benchmark scripts (behaviour, not timings)."""
 
-import json
+import pytest
 
+from bench.augment_throughput import measure_augmentation
+from bench.http_load import measure_http_load
+from bench.latency import measure_latency
+from bench.op_profile import profile_ops, table
+from bench.step_time import measure_step_time
+from bench.train_throughput import run
 from conftest import run_module
+from convert.compare import ParityError, require, sweep
 from convert.export_savedmodel import op_counts
+from mug_errors import SettingsError
+from torch_trainer.config import TrainConfig
+from torch_trainer.data import MugDataset
 
 
 def graph_def(model_dir):
@@ -23,40 +33,43 @@ def test_export_is_one_flat_graph(export):
 
 def test_parity_sweep_over_a_folder(export, trained_run, data_root):
     model_dir, _ = export
-    proc = run_module("convert.parity_sweep", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
-                      str(model_dir), "--data-dir", str(data_root / "train"))
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = sweep(trained_run / "model.pt", model_dir, data_root / "train")
     ort, graph, tf2 = report["onnxruntime/files"], report["graph/files"], report["tf2/files"]  # both loaders
-    assert ort["images"] == 96 and graph["images"] == 96 and tf2 == graph
+    assert report["images"] == ort["images"] == graph["images"] == 96 and tf2 == graph
     assert ort["max_abs_dprob"] <= 1e-5 and ort["class_agreement"] == 1.0
     # 4 of the 96 are 96x80 PNGs that TF resizes itself: near, not bit-equal
     assert graph["max_abs_dprob"] < 0.05 and graph["class_agreement"] >= 0.95
-    # a changed class fails the sweep even without --tol
-    assert proc.returncode == (0 if graph["class_agreement"] == 1.0 else 1), proc.stderr[-3000:]
-    # --tol fails the sweep when a model is beyond it: those 4 resized PNGs are beyond 1e-9
+    # a changed class fails the sweep even without a tolerance
+    if graph["class_agreement"] < 1.0:
+        with pytest.raises(ParityError, match="disagrees with PyTorch"):
+            require(report, model_dir, float("inf"))
+    else:
+        require(report, model_dir, float("inf"))
+    # a tolerance fails the sweep when a model is beyond it (those 4 resized PNGs are beyond 1e-9): exit 1
     strict = run_module("convert.parity_sweep", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
-                        str(model_dir), "--data-dir", str(data_root / "train"), "--tol", "1e-9")
+                        str(model_dir), "--data-dir", str(data_root / "train"), "--limit", "8", "--tol", "1e-9")
     assert strict.returncode == 1 and "disagrees with PyTorch" in strict.stderr
 
 
-def test_serving_benchmark_runs(export, trained_run, data_root):
+def test_latency_benchmark_measures_every_backend(export, trained_run, data_root):
     model_dir, _ = export
-    proc = run_module("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
-                      f"export={model_dir}", "--images", str(data_root / "eval"), "--reps", "2",
-                      "--batches", "1", "4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("pytorch", "onnxruntime", "savedmodel"))]
-    assert {(r[0], r[1]) for r in rows} == {(b, n) for b in ("pytorch", "onnxruntime", "savedmodel:export")
-                                            for n in ("1", "4")}
-    # median, min and max ms, interleaved and alone, each positive
-    assert all(len(r) == 8 and float(r[2]) > 0 and float(r[6]) > 0 for r in rows)
-    assert "spin-waiting off" in proc.stdout
+    rows = measure_latency(str(trained_run / "model.pt"), {"export": str(model_dir)}, str(data_root / "eval"),
+                           reps=2, batches=(1, 4))
+    assert [(r["backend"], r["batch"]) for r in rows] == [(b, n) for n in (1, 4) for b in
+                                                           ("pytorch", "onnxruntime", "savedmodel:export")]
+    for r in rows:  # interleaved and alone, each positive; ratios to ONNX Runtime's medians
+        assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["alone_ms"] > 0
+    ort = [r for r in rows if r["backend"] == "onnxruntime"]
+    assert all(r["vs_onnxruntime"] == 1.0 and r["alone_vs_onnxruntime"] == 1.0 for r in ort)
     unnamed = run_module("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
                          str(model_dir), "--images", str(data_root / "eval"))
     assert unnamed.returncode == 2 and "--model-dir takes NAME=EXPORT" in unnamed.stderr
+
+
+def test_cpu_description_names_this_cpus_kinds():
+    """The CPU kind decides TF's kernels; every bench prints it: exactly this CPU's flags, read here
+    on their own."""
     from bench.machine import cpu_description
-    assert cpu_description() in proc.stdout  # the CPU kind decides TF's kernels: it is recorded
-    # the kinds it names are exactly this CPU's flags, read here on their own
     flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
     named = cpu_description().rsplit("(", 1)[1].rstrip(")").split(", ")
     expected = [kind for kind, flag in (("AMX", "amx_tile"), ("AVX-512 BF16", "avx512_bf16"),
@@ -65,37 +78,43 @@ def test_serving_benchmark_runs(export, trained_run, data_root):
     assert named == (expected or ["no AVX2"])
 
 
-
 def test_op_profile_puts_each_stage_beside_onnxruntime(export, trained_run, data_root):
     model_dir, _ = export
-    proc = run_module("bench.op_profile", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
-                      str(model_dir), "--images", str(data_root / "eval"), "--reps", "2", "--batches", "1", "3")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from bench.machine import cpu_description
-    assert cpu_description() in proc.stdout and ("on Eigen" in proc.stdout or "on oneDNN" in proc.stdout)
-    for batch in ("1", "3"):
-        section = proc.stdout.split(f"batch {batch}:", 1)[1].split("\nbatch ", 1)[0]
-        rows = {line[:24].strip(): line[24:].split() for line in section.splitlines()[2:] if line.strip()}
+    result = profile_ops(str(trained_run / "model.pt"), str(model_dir), str(data_root / "eval"), reps=2, batches=(1, 3))
+    assert list(result) == [1, 3]
+    for r in result.values():
+        rows = {kind: (t, o) for kind, t, o in table(r["tf_ops"], r["ort_ops"])}
         # one row per ResNet18 stage (output shape at 64 px), timed on both sides
-        assert {k for k in rows if k.startswith("conv ")} == {"conv 32x32x64", "conv 16x16x64", "conv 8x8x128",
-                                                             "conv 4x4x256", "conv 2x2x512"}, rows
-        assert all(float(v[0]) > 0 and float(v[1]) > 0 for k, v in rows.items() if k.startswith("conv")), rows
+        assert [k for k in rows if k.startswith("conv ")] == ["conv 32x32x64", "conv 16x16x64", "conv 8x8x128",
+                                                              "conv 4x4x256", "conv 2x2x512"], rows
+        assert all(t > 0 and o > 0 for k, (t, o) in rows.items() if k.startswith("conv")), rows
+        assert r["tf_ms"] > 0 and r["ort_ms"] > 0
+
 
 def test_train_throughput_benchmark_runs(data_root):
-    proc = run_module("bench.train_throughput", "--data-dir", str(data_root / "eval"), "--epochs", "2",
-                      "--batch-size", "8", "--configs", "cpu:1", "cpu:2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("cpu:")]
-    assert [r[0] for r in rows] == ["cpu:1", "cpu:2"] and all(float(r[1]) > 0 for r in rows)
+    results = [run(config, str(data_root / "eval"), epochs=2, batch_size=8, extra=[]) for config in ("cpu:1", "cpu:2")]
+    assert [r["config"] for r in results] == ["cpu:1", "cpu:2"]
+    assert all(r["images_per_second"] > 0 and r["epochs"] == 2 for r in results)
 
 
-def test_server_benchmark_runs(export, data_root):
+def test_http_load_benchmark_runs(export, data_root):
     model_dir, _ = export
-    proc = run_module("bench.http_load", "--model-dir", str(model_dir), "--images", str(data_root / "eval"),
-                      "--clients", "2", "--seconds", "1", "--instances", "1", "4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:1].isdigit() and "CPUs" not in line]
-    assert [r[0] for r in rows] == ["1", "4"] and all(float(r[1]) > 0 for r in rows)
+    rows = measure_http_load(str(model_dir), str(data_root / "eval"), clients=2, seconds=1, instances=(1, 4))
+    assert [r["instances"] for r in rows] == [1, 4]
+    for r in rows:
+        assert r["requests_per_second"] > 0 and r["images_per_second"] == r["requests_per_second"] * r["instances"]
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["in_process_ms"] > 0
+
+
+def test_step_time_and_augmentation_benchmarks_measure(data_root):
+    times = measure_step_time(["fp32", "fp32:cl"], steps=1, batch_size=4)
+    assert list(times) == ["fp32", "fp32:cl"] and times["fp32"]["speed"] == 1.0
+    assert all(t["seconds_per_step"] > 0 and t["first_step_seconds"] > 0 for t in times.values())
+    with pytest.raises(SettingsError, match="--configs fp16"):
+        measure_step_time(["fp16"])
+    cfg = TrainConfig(batch_size=16)
+    rates = measure_augmentation(cfg, MugDataset(data_root / "eval", cfg.input_size), rounds=1)
+    assert list(rates) == ["per picture", "batch"] and all(rate > 0 for rate in rates.values())
 
 
 def test_runtime_graph_runs_every_convolution_fused(export, data_root):

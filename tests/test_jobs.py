@@ -1,0 +1,111 @@
+"""The job layer: one error family mapped to exit codes in one place, job functions that return
+their results, and command lines that only parse, call and print."""
+
+import ast
+import json
+
+import pytest
+
+import mug_errors
+from conftest import ROOT, run_module
+from mug_errors import CheckFailed, MugError, OutputExists, SettingsError, command
+from torch_trainer import jobs
+from torch_trainer.config import load_recipe
+from torch_trainer.cross_scene import check_seeds
+
+CLI_PACKAGES = ("torch_trainer", "convert", "trainer", "check_deployed_model", "bench")
+
+
+def cli_modules():
+    return [path for package in CLI_PACKAGES for path in sorted((ROOT / package).glob("*.py"))
+            if 'if __name__ == "__main__"' in path.read_text()]
+
+
+def test_command_maps_the_family_to_exit_codes_and_lets_bugs_through(capsys):
+    @command
+    def fails(error):
+        raise error
+
+    assert fails(SettingsError("--epochs must be at least 1")) == 2
+    assert capsys.readouterr().err == "error: --epochs must be at least 1\n"
+    assert fails(CheckFailed("the export disagrees")) == 1  # the check ran; its answer is no
+    with pytest.raises(KeyError):  # not the family: a bug, with its traceback
+        fails(KeyError("x"))
+    with pytest.raises(AssertionError):
+        fails(AssertionError("a bug's assert is not a parity miss"))
+    assert command(lambda: None)() == 0
+
+
+def test_every_error_the_project_defines_is_in_the_family():
+    """A command catches MugError and nothing else: an error class outside the family would escape
+    as a traceback. The scan finds each class the packages define on an Exception."""
+    found = {}
+    for package in ("serving", "torch_trainer", "convert", "check_deployed_model", "trainer"):
+        for path in sorted((ROOT / package).glob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "").endswith(("Error", "Unavailable", "Failed"))
+                                                          for b in node.bases):
+                    module = __import__(f"{package}.{path.stem}", fromlist=[node.name])
+                    found[node.name] = getattr(module, node.name)
+    assert {"DatasetError", "RecipeError", "WeightsUnavailable", "ParityError", "RequestError", "DeployError"} <= set(found)
+    assert all(issubclass(cls, MugError) for cls in found.values()), found
+    assert found["ParityError"].exit_code == 1 and found["DatasetError"].exit_code == 2
+    # a missing file is still a FileNotFoundError, a bad setting a ValueError, for callers that catch those
+    assert issubclass(mug_errors.NotFound, FileNotFoundError) and issubclass(SettingsError, ValueError)
+
+
+def test_command_lines_catch_nothing_and_stay_thin():
+    """Every CLI's main is wrapped in `command` (the one place errors become exit codes), holds no
+    try/except of its own, and is argument handling and printing only."""
+    paths = cli_modules()
+    assert len(paths) >= 19
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+        if path.stem != "verify":  # run by convert.compare in a fresh process: its exit status is all it says
+            assert [ast.unparse(d) for d in main.decorator_list] == ["command"], path
+        assert not any(isinstance(n, ast.Try) for n in ast.walk(main)), path
+        assert main.end_lineno - main.lineno < 40, (path, main.end_lineno - main.lineno)
+
+
+def test_train_job_returns_its_metrics_and_never_overwrites(data_root, tmp_path):
+    cfg = load_recipe("exposure-ens3")
+    cfg.epochs, cfg.ensemble, cfg.weights, cfg.batch_size = 1, 1, "none", 16
+    metrics = jobs.train(cfg, tmp_path / "run", data_root / "train", data_root / "eval", log=lambda *a: None)
+    assert metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["num_train"], metrics["num_val"]) == (96, 32) and metrics["complete"]
+    assert cfg.train_dirs == [str((data_root / "train").resolve())]  # what --resume reads back
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["val_dir"] == str((data_root / "eval").resolve())
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    with pytest.raises(OutputExists, match="--overwrite"):
+        jobs.train(cfg, tmp_path / "run", data_root / "train")
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    report = jobs.evaluate_checkpoint(tmp_path / "run" / "model.pt", data_root / "eval")
+    assert report["images"] == 32 and report["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
+
+
+def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root):
+    cfg = load_recipe("exposure-ens3")
+    train, val, names = jobs.load_data(cfg, data_root / "train", hold_out=0.25, log=lambda *a: None)
+    assert len(train) + len(val) == 96 and 12 <= len(val) <= 40 and names == ["0white", "1black", "2blue", "3transparent"]
+    assert not set(train.indices) & set(val.indices)
+    assert cfg.val_dir is None
+    train, val, _ = jobs.load_data(cfg, [data_root / "train", data_root / "eval"])
+    assert len(train) == 128 and val is None
+
+
+def test_validate_refuses_overlapping_seeds_before_it_trains():
+    cfg = load_recipe("exposure-ens3")
+    with pytest.raises(SettingsError, match=r"space them by 3 or more \(e.g. 0 3\)"):
+        check_seeds(cfg, [0, 1])
+    check_seeds(cfg, [0, 3, 6])
+    default = load_recipe("resnet3-lite2")  # families: the widest family's ensemble decides
+    with pytest.raises(SettingsError, match="S..S\\+2"):
+        check_seeds(default, [0, 2])
+
+
+def test_a_job_error_reaches_the_user_as_one_line(tmp_path):
+    proc = run_module("torch_trainer.train", "--train-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing'}: data folder does not exist"
+
