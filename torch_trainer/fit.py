@@ -64,7 +64,7 @@ class Fitter:
         self.device = pick_device(cfg.device)
         if cfg.probe_epochs and distributed.world_size() > 1:
             raise SettingsError("--probe-epochs freezes the backbone for a while, which DistributedDataParallel "
-                             "does not allow; train it in one process")
+                                "does not allow; train it in one process")
         if not 0 <= cfg.probe_epochs < max(1, cfg.epochs):
             raise SettingsError(f"--probe-epochs must be at least 0 and below --epochs, not {cfg.probe_epochs}")
         if not 0 < cfg.wise_alpha <= 1:
@@ -215,7 +215,7 @@ class Fitter:
         streams = state["torch_rng"]
         if len(streams) != distributed.world_size():
             raise SettingsError(f"--resume: the run was trained by {len(streams)} process(es), this is "
-                             f"{distributed.world_size()}; resume it with as many")
+                                f"{distributed.world_size()}; resume it with as many")
         torch.set_rng_state(streams[distributed.rank()])
 
 
@@ -408,7 +408,7 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
         family_cfg = family_config(cfg, family)
         if family_cfg.input_size != cfg.input_size:  # the photos were loaded once, at the run's input size
             raise SettingsError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
-                             f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
+                                f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
         log(f"family {k + 1}/{len(names)}: {name} ({family_cfg.ensemble} x {family_cfg.arch} at "
             f"{family_cfg.image_size} px, weights {family_cfg.weights}) in {out / name}")
         finished = out / name / "metrics.json"
