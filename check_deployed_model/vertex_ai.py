@@ -88,6 +88,12 @@ def deployed_models(project: str, region: str, endpoint: str) -> list[str]:
                           "--format=value(deployedModels[].id)"])
 
 
+def check_bucket(bucket: str) -> None:
+    """SettingsError unless `bucket` is a gs:// URL (gsutil would read anything else as a local path)."""
+    if not bucket.startswith("gs://"):
+        raise SettingsError(f"--bucket {bucket}: must be a gs:// URL")
+
+
 def lookup_ids(project: str, region: str, name: str) -> dict[str, str]:
     """{"ENDPOINT_ID": ..., "MODEL_ID": ...} of the endpoint and model that `deploy` made under `name`."""
     return {"ENDPOINT_ID": lookup("endpoints", project, region, f"{name}-endpoint"),
@@ -122,8 +128,7 @@ def deploy(project: str, region: str, bucket: str, model_dir: str, name: str = "
     """Check the export's contract, then upload it to BUCKET/NAME, register the model, create an
     endpoint and deploy the model on it; returns the commands run (printed first, or only printed
     with `dry_run`)."""
-    if not bucket.startswith("gs://"):
-        raise SettingsError(f"--bucket {bucket}: must be a gs:// URL")
+    check_bucket(bucket)
     check_contract(model_dir)
     log(f"{model_dir}: serving contract checked")
     return run_steps(deploy_steps(project, region, bucket, model_dir, name, machine),
@@ -134,10 +139,7 @@ def teardown(project: str, region: str, bucket: str, name: str = "mug-model", dr
              log: Callable[..., None] = print) -> list[list[str]]:
     """Undeploy every model on NAME's endpoint, delete the endpoint and the model, remove the
     upload; returns the commands run. The ids are looked up before anything is removed."""
-    if not bucket.startswith("gs://"):
-        raise SettingsError(f"--bucket {bucket}: must be a gs:// URL")
-    if dry_run:
-        return run_steps(teardown_steps(project, region, bucket, name), dict, True, log)
-    ids = lookup_ids(project, region, name)
-    steps = teardown_steps(project, region, bucket, name, deployed_models(project, region, ids["ENDPOINT_ID"]))
-    return run_steps(steps, lambda: ids, False, log)
+    check_bucket(bucket)
+    ids = {} if dry_run else lookup_ids(project, region, name)
+    deployed = ("DEPLOYED_ID",) if dry_run else deployed_models(project, region, ids["ENDPOINT_ID"])
+    return run_steps(teardown_steps(project, region, bucket, name, deployed), lambda: ids, dry_run, log)

@@ -35,6 +35,12 @@ def run_module(module: str, *args: str, timeout: float = 600, env: dict | None =
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def cli_modules(packages) -> list[Path]:
+    """The command-line modules (those with a `__main__` block) of `packages`."""
+    return [path for package in packages for path in sorted((ROOT / package).glob("*.py"))
+            if 'if __name__ == "__main__"' in path.read_text()]
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """DATA/train (24 per class) and DATA/eval (8 per class), drawn."""

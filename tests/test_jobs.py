@@ -7,18 +7,13 @@ import json
 import pytest
 
 import mug_errors
-from conftest import ROOT, run_module
+from conftest import ROOT, cli_modules, run_module
 from mug_errors import CheckFailed, MugError, OutputExists, SettingsError, command
 from torch_trainer import jobs
 from torch_trainer.config import load_recipe
 from torch_trainer.cross_scene import check_seeds
 
 CLI_PACKAGES = ("torch_trainer", "convert", "trainer", "check_deployed_model", "bench")
-
-
-def cli_modules():
-    return [path for package in CLI_PACKAGES for path in sorted((ROOT / package).glob("*.py"))
-            if 'if __name__ == "__main__"' in path.read_text()]
 
 
 def test_command_maps_the_family_to_exit_codes_and_lets_bugs_through(capsys):
@@ -57,7 +52,7 @@ def test_every_error_the_project_defines_is_in_the_family():
 def test_command_lines_catch_nothing_and_stay_thin():
     """Every CLI's main is wrapped in `command` (the one place errors become exit codes), holds no
     try/except of its own, and is argument handling and printing only."""
-    paths = cli_modules()
+    paths = cli_modules(CLI_PACKAGES)
     assert len(paths) >= 19
     for path in paths:
         tree = ast.parse(path.read_text())

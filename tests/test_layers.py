@@ -5,7 +5,7 @@ no circles between modules."""
 import ast
 import graphlib
 
-from conftest import ROOT
+from conftest import ROOT, cli_modules
 
 PACKAGES = ("mug_errors", "serving", "torch_trainer", "convert", "check_deployed_model", "trainer", "bench")
 # what each package may import besides itself
@@ -65,8 +65,7 @@ def test_modules_import_without_a_circle():
 def test_no_module_imports_a_command_line_module():
     """Library code lives in modules nobody runs: a module with a `__main__` block is a CLI, and
     no other project module imports it (tests may)."""
-    clis = {f"{path.parent.name}.{path.stem}" for package in PACKAGES for path in (ROOT / package).glob("*.py")
-            if 'if __name__ == "__main__"' in path.read_text()}
+    clis = {f"{path.parent.name}.{path.stem}" for path in cli_modules(PACKAGES)}
     assert {"torch_trainer.train", "convert.to_savedmodel", "trainer.final_task"} <= clis  # the scan sees them
     wrong = [(name, target) for name, found in project_modules().items() for target in found if target in clis]
     assert not wrong, wrong

@@ -7,6 +7,8 @@ LOCAL_RANK; plain `python -m torch_trainer.train` sets none of them and stays si
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -27,6 +29,16 @@ def cleanup() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group() -> Iterator[None]:
+    """`setup` on entry, `cleanup` on exit (also when the body raises)."""
+    setup()
+    try:
+        yield
+    finally:
+        cleanup()
 
 
 def rank() -> int:

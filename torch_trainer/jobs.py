@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from torch_trainer import distributed
@@ -59,26 +58,20 @@ def train(cfg: TrainConfig, output_dir: PathLike, train_dirs: PathLike | Sequenc
     anything, unless `overwrite`); returns the run's metrics (also RUN/metrics.json).
 
     Under torchrun each process calls this and trains its share (DistributedDataParallel)."""
-    distributed.setup()
-    try:
+    with distributed.process_group():
         out = check_output_dir(output_dir, overwrite)
         distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
         train_set, val_set, class_names = load_data(cfg, train_dirs, val_dir, hold_out, log)
         return train_models(cfg, train_set, val_set, class_names, out, log=log, stop_after=stop_after)
-    finally:
-        distributed.cleanup()
 
 
 def resume(run_dir: PathLike, stop_after: int | None = None, log: Callable[..., None] = print) -> dict[str, Any]:
     """Continue the interrupted run in `run_dir` with the settings and data it started with."""
-    distributed.setup()
-    try:
+    with distributed.process_group():
         cfg = resume_config(run_dir)
         train_set, val_set, class_names = load_data(cfg, cfg.train_dirs, cfg.val_dir, log=log)
         return train_models(cfg, train_set, val_set, class_names, Path(run_dir), log=log, resume=True,
                             stop_after=stop_after)
-    finally:
-        distributed.cleanup()
 
 
 def evaluate_checkpoint(checkpoint: PathLike, data_dir: PathLike, output_dir: PathLike | None = None,
@@ -88,4 +81,4 @@ def evaluate_checkpoint(checkpoint: PathLike, data_dir: PathLike, output_dir: Pa
     model, meta = load_checkpoint(checkpoint)
     data = MugDataset(data_dir, meta["input_size"], progress=True)
     preds = class_probabilities(model, data.images, batch_size).argmax(1)
-    return score_predictions(data, np.asarray(preds), output_dir)
+    return score_predictions(data, preds, output_dir)

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from convert.export_savedmodel import convert_checkpoint
 from torch_trainer import jobs
 from torch_trainer.config import TrainConfig, parse_args
 from torch_trainer.data import DatasetError, split_dir
@@ -80,6 +79,9 @@ def train_and_export(cfg: TrainConfig, data_dir: str | Path, job_dir: str | Path
     if roots[1] is None:
         log(f"no eval split in {data_dir}: training on train/ alone")
         roots = roots[:1]
+    # deferred: trainer.task imports this module and only trains; ONNX Runtime loads for the export alone
+    from convert.export_savedmodel import convert_checkpoint
+
     run_dir = fresh_dir(Path(job_dir) / "checkpoint")
     jobs.train(cfg, run_dir, roots, log=log)
     export_dir = fresh_dir(Path(job_dir) / "exported_model")
