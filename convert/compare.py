@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -25,6 +26,10 @@ from torch_trainer.data import DatasetError, image_files, load_images
 from torch_trainer.model import class_probabilities, load_checkpoint
 
 PARITY_TOL = 1e-5
+# TensorFlow's two CPU kernel libraries, picked per process by TF_ENABLE_ONEDNN_OPTS. TensorFlow
+# turns oneDNN on by itself only on CPUs with VNNI, BF16 or AMX, and a graph that Eigen runs can
+# abort the process under oneDNN: an export is checked under both, whatever CPU exports it.
+KERNELS = {"onednn": "1", "eigen": "0"}
 
 
 class ParityError(CheckFailed):
@@ -42,13 +47,18 @@ def compare(reference: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
 
 
 def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loaders: Sequence[str] = LOADERS,
-                       serving_python: str | None = None, batch_size: int = 100) -> dict[str, dict[str, Any]]:
+                       serving_python: str | None = None, batch_size: int = 100,
+                       kernel: str | None = None) -> dict[str, dict[str, Any]]:
     """{loader: {"PROBABILITIES", "CLASSES", "load_seconds"}} of `serving_default` on `blobs`.
 
-    With `serving_python`, in a fresh process of that interpreter (`convert.verify`);
-    otherwise in this one."""
-    if serving_python is None:
+    With `serving_python` or `kernel` (a key of KERNELS), in a fresh process of that interpreter
+    (default this one's) with those kernels (`convert.verify`); otherwise in this process."""
+    if serving_python is None and kernel is None:
         return run_loaders(model_dir, blobs, loaders, batch_size)
+    serving_python = serving_python or sys.executable
+    env = dict(os.environ)
+    if kernel is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = KERNELS[kernel]
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i:05d}.img" for i in range(len(blobs))]
         for path, blob in zip(files, blobs):
@@ -56,10 +66,12 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
         out = Path(tmp) / "outputs.npz"
         cmd = [serving_python, "-m", "convert.verify", "--model-dir", str(Path(model_dir).resolve()), "--out", str(out),
                "--loaders", *loaders, "--batch-size", str(batch_size), *map(str, files)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         if proc.returncode != 0:
+            how = f"{serving_python}" + (f", TF_ENABLE_ONEDNN_OPTS={KERNELS[kernel]} ({kernel})" if kernel else "")
+            died = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
             raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
-                            f"({serving_python}):\n{proc.stderr[-4000:]}")
+                            f"({how}){died}:\n{proc.stderr[-4000:]}")
         with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
             return {loader: {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
                     for loader in loaders}
@@ -68,12 +80,13 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
 def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[bytes]],
            onnx_path: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
            loaders: Sequence[str] = LOADERS, serving_python: str | None = None,
-           batch_size: int = 100) -> dict[str, Any]:
-    """ONNX Runtime (`onnx_path`) and the SavedModel (`model_dir`, each of `loaders`) against
-    PyTorch on every case's image bytes.
+           batch_size: int = 100, kernels: Sequence[str] | None = None) -> dict[str, Any]:
+    """ONNX Runtime (`onnx_path`) and the SavedModel (`model_dir`, each of `loaders`; with `kernels`,
+    under each of them in a fresh process) against PyTorch on every case's image bytes.
 
-    Returns {"onnxruntime/CASE": compare(...), "LOADER/CASE": compare(...), "LOADER_load_seconds": s};
-    raises ParityError if a SavedModel's CLASSES is not the argmax of its PROBABILITIES.
+    Returns {"onnxruntime/CASE": compare(...), "MODEL/CASE": compare(...), "MODEL_load_seconds": s},
+    MODEL a loader, or LOADER-KERNEL with `kernels` ("graph-onednn"); raises ParityError if a
+    SavedModel's CLASSES is not the argmax of its PROBABILITIES.
     """
     names = list(cases)
     blobs = [blob for name in names for blob in cases[name]]
@@ -88,12 +101,13 @@ def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[
 
     if onnx_path is not None:
         add("onnxruntime", onnx_probabilities(onnx_session(onnx_path), images, batch_size))
-    if model_dir is not None:
-        for loader, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size).items():
+    for kernel in (kernels or [None]) if model_dir is not None else []:
+        for loader, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size, kernel).items():
+            model = loader if kernel is None else f"{loader}-{kernel}"
             if not np.array_equal(out["CLASSES"], out["PROBABILITIES"].argmax(1)):
-                raise ParityError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({loader} loader)")
-            report[f"{loader}_load_seconds"] = round(float(out["load_seconds"]), 3)
-            add(loader, out["PROBABILITIES"])
+                raise ParityError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({model})")
+            report[f"{model}_load_seconds"] = round(float(out["load_seconds"]), 3)
+            add(model, out["PROBABILITIES"])
     return report
 
 
@@ -115,15 +129,17 @@ def require(report: Mapping[str, Any], what: str, tol: float = PARITY_TOL, cases
 
 def sweep(checkpoint: str | os.PathLike, model_dir: str | os.PathLike, data_dir: str | os.PathLike,
           onnx_path: str | os.PathLike | None = None, loaders: Sequence[str] = LOADERS,
-          serving_python: str | None = None, limit: int | None = None) -> dict[str, Any]:
+          serving_python: str | None = None, limit: int | None = None,
+          kernels: Sequence[str] | None = tuple(KERNELS)) -> dict[str, Any]:
     """`parity` of an export (ONNX Runtime next to the checkpoint, unless `onnx_path`, and the
-    SavedModel in `model_dir`) over the images of `data_dir` (the first `limit`, in file order);
-    the report's "images" holds how many. Judge it with `require`."""
+    SavedModel in `model_dir`, under each of `kernels` in a fresh process, or with None as this
+    process runs it) over the images of `data_dir` (the first `limit`, in file order); the report's
+    "images" holds how many. Judge it with `require`."""
     files = image_files(data_dir)[:limit]
     if not files:
         raise DatasetError(f"{data_dir}: no images")
     model, meta = load_checkpoint(checkpoint)
     onnx_path = Path(onnx_path) if onnx_path else Path(checkpoint).with_suffix(".onnx")
     report = parity(model, meta["input_size"], {"files": [p.read_bytes() for p in files]}, onnx_path,
-                    model_dir, loaders, serving_python)
+                    model_dir, loaders, serving_python, kernels=kernels)
     return dict(report, images=len(files))

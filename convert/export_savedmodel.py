@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from convert import optimize_graph
-from convert.compare import PARITY_TOL, comparisons, parity, require
+from convert.compare import KERNELS, PARITY_TOL, comparisons, parity, require
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, export_onnx, sample_images
 from mug_errors import JobFailed, NotFound, OutputExists
 from torch_trainer.data import load_images
@@ -60,9 +60,10 @@ def decode_images(data, size: int):
     return tf.map_fn(decode_one, data, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
-def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize: bool = True):
+def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize: bool = True,
+                         depthwise_padding: str = "same"):
     """Convert ONNX with onnx-tf, wrap it in the bytes-in serving function, freeze it and
-    (with `optimize`) rewrite it to NHWC (`convert.optimize_graph`).
+    (with `optimize`) rewrite it to NHWC (`convert.optimize_graph`, `depthwise_padding` as there).
 
     Returns (graph_def, input tensor name, {output key: tensor name}, rewrite stats).
     """
@@ -98,7 +99,8 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
     outputs = {k: t.name for k, t in zip(sorted(concrete.structured_outputs), frozen.outputs)}
     graph_def, stats = frozen.graph.as_graph_def(), {}
     if optimize:
-        graph_def, stats = optimize_graph.optimize(graph_def, [frozen.inputs[0].name, *outputs.values()])
+        graph_def, stats = optimize_graph.optimize(graph_def, [frozen.inputs[0].name, *outputs.values()],
+                                                   depthwise_padding)
     return graph_def, frozen.inputs[0].name, outputs, stats
 
 
@@ -145,22 +147,27 @@ def png(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
 
 def verify_export(export_dir: Path, classifier, input_size: int, blobs: list[bytes],
                   tol: float = PARITY_TOL) -> dict[str, Any]:
-    """Reload `export_dir` in a fresh process through both loaders; compare with PyTorch.
+    """Reload `export_dir` in fresh processes, one with TensorFlow's oneDNN kernels and one with
+    Eigen's, through both loaders; compare with PyTorch.
 
     Original files (JPEG bytes) and lossless PNG copies must match PyTorch within `tol`
-    with the same classes; enlarged non-square copies (like a phone photo) are reported.
+    with the same classes under every kernel and loader; enlarged non-square copies (like a
+    phone photo) are reported. A graph that one kernel library cannot run is an error here,
+    whichever library this CPU uses by itself.
     """
     images = load_images(blobs, input_size).permute(0, 2, 3, 1).numpy()
     cases = {"files": blobs, "png": [png(p) for p in images],
              "resized_png": [png(p, (input_size * 3, input_size * 2)) for p in images]}
-    report = parity(classifier, input_size, cases, model_dir=export_dir, serving_python=sys.executable)
+    report = parity(classifier, input_size, cases, model_dir=export_dir, serving_python=sys.executable,
+                    kernels=tuple(KERNELS))
     require(report, str(export_dir), tol, cases=("files", "png"))
     return report
 
 
 def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
                        onnx_path: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                       overwrite: bool = False, optimize: bool = True, log=print) -> dict[str, Any]:
+                       overwrite: bool = False, optimize: bool = True, depthwise_padding: str = "same",
+                       log=print) -> dict[str, Any]:
     """The whole export: ONNX (+ onnxruntime parity), onnx-tf, frozen SavedModel, verification.
 
     Never replaces an existing `output_dir` unless `overwrite`; the export is built beside
@@ -188,8 +195,8 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     report["models"] = served_models(meta["spec"], meta.get("families"))
     log(f"wrote {onnx_path}; onnxruntime vs PyTorch: {report['onnxruntime/files']}")
 
-    graph_def, input_name, output_names, report["graph_rewrite"] = frozen_serving_graph(onnx_path, input_size,
-                                                                                         optimize)
+    graph_def, input_name, output_names, report["graph_rewrite"] = frozen_serving_graph(
+        onnx_path, input_size, optimize, depthwise_padding)
     report["graph_ops"] = dict(op_counts(graph_def))
     report["graph_functions"] = len(graph_def.library.function)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +245,8 @@ def format_export_report(report: dict[str, Any]) -> str:
                  f"{ops.get('BiasAdd', 0)} BiasAdd, {report.get('graph_functions', 0)} functions")
     if report.get("graph_rewrite"):
         lines.append("  NHWC rewrite: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["graph_rewrite"].items()))
-    lines.append(f"  graph-mode load {report['graph_load_seconds']}s, tf2 load {report['tf2_load_seconds']}s, "
-                 f"total {report['seconds']}s")
+    loads = [f"{key.removesuffix('_load_seconds')} {value}s" for key, value in report.items()
+             if key.endswith("_load_seconds")]
+    lines.append(f"  load: {', '.join(loads)}; total {report['seconds']}s")
     return "\n".join(lines)
 

@@ -9,11 +9,20 @@ conv bias as a broadcast AddV2 that grappler's remapper does not fuse. This modu
    are rewritten for NHWC (elementwise ops, Pad paddings, reduction axes, broadcast
    constants) until a Transpose NCHW->NHWC cancels it; an op that needs the NCHW
    tensor gets a Transpose in front of it, so any graph stays correct,
-3. folds each zero Pad into the convolution after it (`padding="EXPLICIT"`),
+3. makes a resize's size, which onnx-tf computes from tf.shape, a constant where the picture's
+   size is static (so every shape after it is), and folds each zero Pad into the convolution after it: a Conv2D takes the pads as
+   `padding="EXPLICIT"`; a DepthwiseConv2dNative only as `padding="SAME"`, where the pads are
+   exactly what SAME computes at the graph's static size (EfficientNet-Lite was trained with
+   TensorFlow's SAME), else it keeps its Pad. oneDNN's depthwise kernel aborts the whole
+   process on EXPLICIT padding (`tensor_format.h:428 Check failed ... H`, TF 2.12 and 2.15),
+   and TensorFlow turns oneDNN on by itself on CPUs with VNNI, BF16 or AMX,
 4. turns `conv + bias` into BiasAdd and onnx-tf's ReLU6 (`Maximum(Minimum(x, 6), 0)`) into Relu6,
    which grappler's remapper fuses with Conv2D or DepthwiseConv2dNative when the model is loaded.
 
-The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the original.
+Each rewrite checks what it relies on (dtypes, constant shapes, static sizes) and leaves a node
+alone otherwise; attributes are read without inserting them (indexing a protobuf map adds an
+empty value). The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the
+original, with oneDNN on or off.
 """
 
 from __future__ import annotations
@@ -35,6 +44,43 @@ ELEMENTWISE_BINARY = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Div", "Maximum",
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod"}
 PADS = {"Pad", "PadV2", "MirrorPad"}
 CONVS = {"Conv2D", "DepthwiseConv2dNative"}
+RESIZES = {"ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea"}
+DEPTHWISE_PADDINGS = ("same", "pad")  # how a padded depthwise convolution is written (fold_pads_into_convs)
+FLOAT_TYPES = {1, 2, 14, 19}  # DataType enums of float32, float64, bfloat16, float16
+
+
+def _attr(node, key: str, default=None):
+    """`node.attr[key]` when the node has it, else `default`, without adding an empty attribute."""
+    return node.attr[key] if key in node.attr else default
+
+
+def _string_attr(node, key: str, default: bytes) -> bytes:
+    value = _attr(node, key)
+    return default if value is None else value.s
+
+
+def _type_attr(node, key: str = "T") -> int | None:
+    value = _attr(node, key)
+    return None if value is None else value.type
+
+
+def static_shapes(graph_def) -> dict[str, list | None]:
+    """{tensor name: its static shape (None for an unknown dimension), or None for an unknown rank},
+    by TensorFlow's shape inference when the graph is imported."""
+    import tensorflow as tf  # deferred, as fold_constants
+    copy = tf.compat.v1.GraphDef()
+    copy.CopyFrom(graph_def)  # the importer fills in default attributes of the GraphDef it is given
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(copy, name="")
+    return {t.name: (t.shape.as_list() if t.shape.rank is not None else None)
+            for op in graph.get_operations() for t in op.outputs}
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) that TensorFlow's SAME padding adds to one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 def fold_constants(graph_def, outputs: Iterable[str]):
@@ -76,9 +122,9 @@ class _Rewriter:
 
     def const_value(self, tensor: str) -> np.ndarray | None:
         node = self.nodes.get(_node_name(tensor))
-        if node is None or node.op != "Const" or not _tensor(tensor).endswith(":0"):
-            return None
-        return self.tf.make_ndarray(node.attr["value"].tensor)
+        value = None if node is None or node.op != "Const" or not _tensor(tensor).endswith(":0") \
+            else _attr(node, "value")
+        return None if value is None else self.tf.make_ndarray(value.tensor)
 
     def unique(self, base: str) -> str:
         name, k = base, 0
@@ -187,7 +233,7 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
 
         def nhwc_output() -> None:
             value[out] = (out, True)
-            dtype[out] = node.attr["T"]
+            dtype[out] = _attr(node, "T")
 
         if node.name in fetch_nodes:
             materialise()
@@ -195,14 +241,14 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
             value[out] = (ins[0], False)      # NHWC -> NCHW -> NHWC: the two cancel
             removed += 1
             continue
-        elif perm == TO_NCHW and not first and not controls:
+        elif perm == TO_NCHW and not first and not controls and _attr(node, "T") is not None:
             value[out] = (ins[0], True)       # keep computing in NHWC
-            dtype[ins[0]] = node.attr["T"]
+            dtype[ins[0]] = _attr(node, "T")
             removed += 1
             continue
-        elif any(flagged) and node.op in ELEMENTWISE_UNARY and len(ins) == 1:
+        elif any(flagged) and node.op in ELEMENTWISE_UNARY and len(ins) == 1 and _attr(node, "T") is not None:
             nhwc_output()
-        elif any(flagged) and node.op in ELEMENTWISE_BINARY:
+        elif any(flagged) and node.op in ELEMENTWISE_BINARY and _attr(node, "T") is not None:
             moved = {}
             for k, t in enumerate(ins):
                 if not flagged[k]:
@@ -215,13 +261,14 @@ def to_nhwc(graph_def, outputs: Iterable[str]) -> int:
                 nhwc_output()
             else:
                 materialise()
-        elif first and node.op in PADS and not any(flagged[2:]) \
+        elif first and node.op in PADS and not any(flagged[2:]) and _attr(node, "T") is not None \
                 and second is not None and second.shape == (4, 2):
             ins[1] = rw.add_const(f"{node.name}/nhwc_paddings", second[TO_NHWC]) + ":0"
             nhwc_output()
-        elif first and node.op == "Shape":
-            value[out] = (rw.add_nchw_shape(out, node.attr["out_type"]), False)  # shape of the NHWC tensor, reordered
-        elif first and node.op in REDUCTIONS and node.attr["keep_dims"].b and second is not None:
+        elif first and node.op == "Shape" and _attr(node, "out_type") is not None:
+            value[out] = (rw.add_nchw_shape(out, _attr(node, "out_type")), False)  # shape of the NHWC tensor, reordered
+        elif first and node.op in REDUCTIONS and getattr(_attr(node, "keep_dims"), "b", False) \
+                and second is not None and _attr(node, "T") is not None:
             ins[1] = rw.add_const(f"{node.name}/nhwc_axes", np.array(
                 [NCHW_AXIS_IN_NHWC[a % 4] for a in np.atleast_1d(second)], dtype=second.dtype)) + ":0"
             nhwc_output()
@@ -240,34 +287,99 @@ def _consumers(graph_def) -> dict[str, list]:
     return users
 
 
-def fold_pads_into_convs(graph_def) -> int:
-    """Pad(zeros, spatial only) -> Conv2D or DepthwiseConv2dNative (VALID) becomes one convolution
-    with explicit padding."""
+def constant_resize_sizes(graph_def) -> int:
+    """A resize whose output size is computed from its input's shape (onnx-tf's Resize reads
+    tf.shape, which grappler cannot fold while the batch is unknown) gets that size as a constant,
+    where the input's height, width and channels are static.
+
+    The size is evaluated with the resize's input fed twice, one zero picture and three random
+    ones: only the batch and the pixels can change, and a size that stays put under both is
+    that constant. Then every shape after it is static, which the depthwise padding needs.
+    """
+    import tensorflow as tf  # deferred, as fold_constants
+    rw, shapes = _Rewriter(graph_def), static_shapes(graph_def)
+    todo = []
+    for node in graph_def.node:
+        shape = shapes.get(_tensor(node.input[0])) if node.op in RESIZES else None
+        if shape is not None and len(shape) == 4 and None not in shape[1:] and rw.const_value(node.input[1]) is None:
+            todo.append((node, shape))
+    if not todo:
+        return 0
+    copy = tf.compat.v1.GraphDef()
+    copy.CopyFrom(graph_def)
+    rng, replaced = np.random.default_rng(0), 0
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(copy, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            for node, shape in todo:
+                feeds = [np.zeros([1, *shape[1:]]), rng.uniform(0, 255, [3, *shape[1:]])]
+                try:
+                    sizes = [session.run(_tensor(node.input[1]), {_tensor(node.input[0]): feed}) for feed in feeds]
+                except tf.errors.OpError:  # the size needs more than the resize's input: leave it
+                    continue
+                if sizes[0].shape != (2,) or not np.array_equal(*sizes):
+                    continue
+                node.input[1] = rw.add_const(f"{node.name}/static_size", sizes[0].astype(np.int32))
+                replaced += 1
+    return replaced
+
+
+def fold_pads_into_convs(graph_def, depthwise_padding: str = "same") -> int:
+    """Pad(zeros, spatial only) -> Conv2D or DepthwiseConv2dNative (VALID, NHWC) becomes one
+    convolution: Conv2D with `padding="EXPLICIT"`; DepthwiseConv2dNative, with `depthwise_padding`
+    "same", with `padding="SAME"` where the pads equal SAME's at the input's static size, and
+    otherwise (or with "pad") it keeps its Pad: oneDNN's depthwise kernel aborts on EXPLICIT."""
+    if depthwise_padding not in DEPTHWISE_PADDINGS:
+        raise ValueError(f"depthwise_padding must be one of {DEPTHWISE_PADDINGS}, not {depthwise_padding!r}")
     rw, users, folded = _Rewriter(graph_def), _consumers(graph_def), 0
+    shapes = static_shapes(graph_def) if depthwise_padding == "same" and any(
+        n.op == "DepthwiseConv2dNative" for n in graph_def.node) else {}
     for conv in graph_def.node:
-        if conv.op not in CONVS or conv.attr["padding"].s != b"VALID" or conv.attr["data_format"].s != b"NHWC":
+        if conv.op not in CONVS or _string_attr(conv, "padding", b"") != b"VALID" \
+                or _string_attr(conv, "data_format", b"NHWC") != b"NHWC":
             continue
         pad = rw.nodes.get(_node_name(conv.input[0]))
-        if pad is None or pad.op not in ("Pad", "PadV2") or len(users[pad.name]) != 1:
+        if pad is None or pad.op not in ("Pad", "PadV2") or len(users[pad.name]) != 1 \
+                or not _tensor(conv.input[0]).endswith(":0") or _type_attr(pad) != _type_attr(conv):
             continue
         paddings = rw.const_value(pad.input[1])
         fill = rw.const_value(pad.input[2]) if pad.op == "PadV2" else np.zeros(())
         if paddings is None or fill is None or np.any(fill != 0) or paddings.shape != (4, 2) \
                 or np.any(paddings[[0, 3]] != 0) or np.any(paddings < 0):
             continue
+        if conv.op == "DepthwiseConv2dNative":
+            if depthwise_padding != "same" or not _pads_are_same(conv, rw, shapes.get(_tensor(pad.input[0])), paddings):
+                continue
+            conv.attr["padding"].s = b"SAME"
+        else:
+            conv.attr["padding"].s = b"EXPLICIT"
+            del conv.attr["explicit_paddings"].list.i[:]
+            conv.attr["explicit_paddings"].list.i.extend(int(p) for p in paddings.ravel())
         conv.input[0] = pad.input[0]
-        conv.attr["padding"].s = b"EXPLICIT"
-        del conv.attr["explicit_paddings"].list.i[:]
-        conv.attr["explicit_paddings"].list.i.extend(int(p) for p in paddings.ravel())
         folded += 1
     return folded
 
 
+def _pads_are_same(conv, rw: _Rewriter, shape: list | None, paddings: np.ndarray) -> bool:
+    """Whether `paddings` (NHWC, [4, 2]) before `conv` are what its SAME padding adds to an input of
+    static `shape`."""
+    kernel = rw.const_value(conv.input[1])
+    strides, dilations = _attr(conv, "strides"), _attr(conv, "dilations")
+    strides = list(strides.list.i) if strides is not None else []
+    dilations = list(dilations.list.i) if dilations is not None else [1, 1, 1, 1]
+    if shape is None or len(shape) != 4 or None in shape[1:3] or kernel is None or kernel.ndim != 4 \
+            or len(strides) != 4 or len(dilations) != 4:
+        return False
+    return all(tuple(paddings[1 + axis]) == same_pads(shape[1 + axis], kernel.shape[axis], strides[1 + axis],
+                                                      dilations[1 + axis]) for axis in (0, 1))
+
+
 def biases_to_biasadd(graph_def) -> int:
-    """AddV2(NHWC convolution output, const vector of its channels) -> BiasAdd, the form the remapper fuses."""
+    """AddV2(NHWC convolution output, const vector of its channels, same dtype) -> BiasAdd, the
+    form the remapper fuses."""
     rw, converted = _Rewriter(graph_def), 0
     for node in graph_def.node:
-        if node.op not in ("AddV2", "Add"):
+        if node.op not in ("AddV2", "Add") or _type_attr(node) not in FLOAT_TYPES:
             continue
         for k in (0, 1):
             source, bias = node.input[k], node.input[1 - k]
@@ -277,11 +389,13 @@ def biases_to_biasadd(graph_def) -> int:
                 source = producer.input[0]
                 producer = rw.nodes.get(_node_name(source))
             if value is None or value.ndim != 1 or producer is None or producer.op not in CONVS \
-                    or producer.attr["data_format"].s != b"NHWC":
+                    or not _tensor(source).endswith(":0") or _string_attr(producer, "data_format", b"NHWC") != b"NHWC" \
+                    or _type_attr(producer) != _type_attr(node) \
+                    or const_dtype(rw, value) != _type_attr(node):
                 continue
             kernel = rw.const_value(producer.input[1])
             # a depthwise kernel is [h, w, channels, multiplier]: channels x multiplier outputs
-            outputs = None if kernel is None else \
+            outputs = None if kernel is None or kernel.ndim != 4 else \
                 kernel.shape[-1] if producer.op == "Conv2D" else kernel.shape[-2] * kernel.shape[-1]
             if outputs != value.shape[0]:
                 continue
@@ -294,20 +408,37 @@ def biases_to_biasadd(graph_def) -> int:
     return converted
 
 
+def const_dtype(rw: _Rewriter, value: np.ndarray) -> int | None:
+    """The DataType enum of a constant's numpy value (None for a type TensorFlow lacks)."""
+    try:
+        return rw.tf.as_dtype(value.dtype).as_datatype_enum
+    except TypeError:
+        return None
+
+
 def clips_to_relu6(graph_def) -> int:
     """Maximum(Minimum(x, 6), 0), onnx-tf's ReLU6 (ONNX Clip), -> Relu6(x), which the remapper fuses
-    into the convolution and BiasAdd before it."""
+    into the convolution and BiasAdd before it. Only where both are of one float type and their
+    constants are single values that do not broadcast x to another shape."""
     rw, users, converted = _Rewriter(graph_def), _consumers(graph_def), 0
+    shapes = None
     for node in graph_def.node:
-        if node.op != "Maximum" or rw.const_value(node.input[1]) is None or rw.const_value(node.input[1]).size != 1 \
-                or rw.const_value(node.input[1]).item() != 0:
+        if node.op != "Maximum" or _type_attr(node) not in FLOAT_TYPES:
             continue
+        zero = rw.const_value(node.input[1])
         inner = rw.nodes.get(_node_name(node.input[0]))
-        if inner is None or inner.op != "Minimum" or len(users[inner.name]) != 1 or not _tensor(node.input[0]).endswith(":0"):
+        if zero is None or zero.size != 1 or zero.item() != 0 or inner is None or inner.op != "Minimum" \
+                or len(users[inner.name]) != 1 or not _tensor(node.input[0]).endswith(":0") \
+                or _type_attr(inner) != _type_attr(node):
             continue
         six = rw.const_value(inner.input[1])
         if six is None or six.size != 1 or six.item() != 6:
             continue
+        if max(zero.ndim, six.ndim) > 0:  # a [1, 1, ...] constant keeps x's shape only if x has at least its rank
+            shapes = static_shapes(graph_def) if shapes is None else shapes
+            x_shape = shapes.get(_tensor(inner.input[0]))
+            if x_shape is None or len(x_shape) < max(zero.ndim, six.ndim):
+                continue
         node.op = "Relu6"
         del node.input[:]
         node.input.append(inner.input[0])
@@ -321,8 +452,10 @@ def prune(graph_def, outputs: Iterable[str]):
     return tf.compat.v1.graph_util.extract_sub_graph(graph_def, sorted({_node_name(t) for t in outputs}))
 
 
-def optimize(graph_def, outputs: Iterable[str]) -> tuple[object, dict[str, int]]:
-    """The whole rewrite (steps 1-4); returns the new GraphDef and what each step changed."""
+def optimize(graph_def, outputs: Iterable[str], depthwise_padding: str = "same") -> tuple[object, dict[str, int]]:
+    """The whole rewrite (steps 1-4); returns the new GraphDef and what each step changed.
+    `depthwise_padding`: "same" (SAME where it equals the pads) or "pad" (each Pad kept before a
+    VALID depthwise convolution); `fold_pads_into_convs` says why."""
     import tensorflow as tf  # deferred, as fold_constants
     outputs = list(outputs)
     level = tf.get_logger().level
@@ -332,11 +465,16 @@ def optimize(graph_def, outputs: Iterable[str]) -> tuple[object, dict[str, int]]
         stats = {"transposes_before": sum(n.op == "Transpose" for n in graph_def.node),
                  "transposes_removed": to_nhwc(folded, outputs)}
         folded = prune(folded, outputs)
-        stats["pads_folded"] = fold_pads_into_convs(folded)
+        stats["resize_sizes_fixed"] = constant_resize_sizes(folded)
+        stats["pads_folded"] = fold_pads_into_convs(folded, depthwise_padding)
         stats["bias_adds"] = biases_to_biasadd(folded)
         stats["relu6"] = clips_to_relu6(folded)
         folded = prune(folded, outputs)
     finally:
         tf.get_logger().setLevel(level)
     stats["transposes_after"] = sum(n.op == "Transpose" for n in folded.node)
+    for node in folded.node:  # what each depthwise convolution's padding ended up as (none may be EXPLICIT)
+        if node.op == "DepthwiseConv2dNative":
+            key = f"depthwise_{_string_attr(node, 'padding', b'').decode().lower()}"
+            stats[key] = stats.get(key, 0) + 1
     return folded, stats

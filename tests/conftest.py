@@ -13,6 +13,10 @@ import pytest
 from draw_mug import CLASS_NAMES, draw_mug
 
 ROOT = Path(__file__).resolve().parent.parent
+# what an export's report must hold within 1e-5 of PyTorch: ONNX Runtime, and the SavedModel through
+# both loaders under both of TensorFlow's CPU kernel libraries, on JPEG files and PNG copies
+SERVED_MODELS = [f"{loader}-{kernel}" for loader in ("graph", "tf2") for kernel in ("onednn", "eigen")]
+EXPORT_CHECKS = ["onnxruntime/files"] + [f"{model}/{case}" for model in SERVED_MODELS for case in ("files", "png")]
 
 
 def write_dataset(root: Path, per_class: int, seed: int = 0, names=CLASS_NAMES) -> Path:

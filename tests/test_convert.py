@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from serving.saved_model import SavedModelPredictor
-from conftest import ROOT, run_module
+from conftest import EXPORT_CHECKS, ROOT, run_module, SERVED_MODELS
 from serving.contract import check_contract, read_signature
 from convert.compare import ParityError, parity, require
 from mug_errors import JobFailed
@@ -55,9 +55,9 @@ def test_export_has_the_exact_contract(export):
 
 def test_conversion_report_is_within_bounds(export):
     _, report = export
-    for key in ("onnxruntime/files", "graph/files", "graph/png", "tf2/files", "tf2/png"):
+    for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
-    assert report["graph/resized_png"]["max_abs_dprob"] < 0.05
+    assert all(report[f"{m}/resized_png"]["max_abs_dprob"] < 0.05 for m in SERVED_MODELS)
     # the NHWC rewrite: onnx-tf's 64 Transposes are gone but for at most the one that feeds the
     # head's Reshape, and every conv bias is a fusable BiasAdd
     counts = report["graph_ops"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_module
+from conftest import EXPORT_CHECKS, ROOT, run_module
 
 SHARED = Path(os.environ.get("FIND_ML6_MUG_SHARED", ROOT.parent / "shared"))
 
@@ -40,7 +40,7 @@ def real_export(shared, tmp_path_factory):
 
 def test_real_parity_report(real_export):
     report = json.loads((real_export / "assets.extra" / "export_report.json").read_text())
-    for key in ("onnxruntime/files", "graph/files", "tf2/files", "graph/png", "tf2/png"):
+    for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
         assert report[key]["images"] == 64
 

