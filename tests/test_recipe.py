@@ -1,7 +1,7 @@
 """The training recipe's tools: shoots, cross-scene validation, evaluation, resume, repeatability."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import torch
 from draw_mug import CLASS_NAMES, draw_mug
 from conftest import run_module
 from torch_trainer.data import MugDataset
-from torch_trainer.config import load_recipe
+from torch_trainer.config import TrainConfig, load_recipe
 from torch_trainer.cross_scene import score_report, summary_lines, validate
 from torch_trainer.report import format_classification_report
 from torch_trainer.shoots import find_shoots
@@ -105,33 +105,24 @@ def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
     assert [(r["member"], r["epoch"]) for r in history] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
 
 
-def test_swa_is_the_mean_of_the_weights_from_its_start(data_root, tmp_path):
-    # one step per epoch (32 pictures, batch 32): --swa-start 0.5 of 4 epochs averages steps 3 and 4
-    args = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "4", "--ensemble", "1", "--weights", "none", "--batch-size", "32",
-            "--swa-start", "0.5", "--output-dir", str(tmp_path / "run")]
-    raw = []
-    for step_args in (args + ["--stop-after", "3"], ["--resume", str(tmp_path / "run")]):
-        proc = run_module("torch_trainer.train", *step_args)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-        raw.append(last["training_state"]["model"])
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["average_from_step"] == 3
-    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
-    weights = [k for k, v in saved.items() if v.is_floating_point() and "running_" not in k]
-    assert "net.fc.weight" in weights and "net.bn1.weight" in weights
-    assert not torch.equal(raw[0]["net.fc.weight"], raw[1]["net.fc.weight"])
-    for k in weights:
-        torch.testing.assert_close(saved[k], (raw[0][k] + raw[1][k]) / 2, rtol=1e-5, atol=1e-6)
-    # the batch-norm statistics are not averaged: they are recomputed for the averaged weights
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["batch_norm_recomputed"]
-    assert not torch.allclose(saved["net.bn1.running_mean"],
-                              (raw[0]["net.bn1.running_mean"] + raw[1]["net.bn1.running_mean"]) / 2)
-
-
-def test_swa_start_out_of_range_is_a_clear_error(data_root, tmp_path):
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1",
-                      "--weights", "none", "--swa-start", "1", "--output-dir", str(tmp_path / "run"))
-    assert proc.returncode != 0 and "--swa-start" in proc.stderr and "Traceback" not in proc.stderr
+def test_a_retired_option_is_refused_with_what_to_do(data_root, tmp_path, capsys):
+    from torch_trainer.train import main
+    with pytest.raises(SystemExit) as stop:
+        main(["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1",
+              "--swa-start", "0.5", "--output-dir", str(tmp_path / "run")])
+    assert stop.value.code == 2 and "unrecognized arguments: --swa-start" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # a run recorded before SWA, LP-FT and WiSE-FT were retired resumes when it left them off, and is
+    # refused, naming the setting, when it used one
+    from torch_trainer.run_folder import resume_config
+    run = tmp_path / "old"
+    run.mkdir()
+    old = dict(json.loads(json.dumps(asdict(TrainConfig()))), swa_start=0.0, probe_epochs=0, wise_alpha=1.0, workers=0)
+    (run / "config.json").write_text(json.dumps(old))
+    assert resume_config(run) == TrainConfig()
+    (run / "config.json").write_text(json.dumps(dict(old, wise_alpha=0.5)))
+    with pytest.raises(ValueError, match="sets wise_alpha, an option that has been retired"):
+        resume_config(run)
 
 
 def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):

@@ -1,5 +1,5 @@
 """The parts of a training run, built from its `TrainConfig`: device, precision, model,
-optimiser, schedule, weight average and the training data loader."""
+optimiser, schedule and the training data loader."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LambdaLR, LinearLR, SequentialLR
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mug_errors import InputError, NotFound, SettingsError
@@ -41,8 +40,7 @@ def make_train_loader(train_set: Dataset, cfg: TrainConfig, generator: torch.Gen
     sampler = train_sampler(train_set, cfg, distributed.rank(), distributed.world_size())
     return DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                       drop_last=len(train_set) > cfg.batch_size * distributed.world_size(),
-                      generator=generator if sampler is None else None, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+                      generator=generator if sampler is None else None, pin_memory=device.type == "cuda")
 
 
 def cpu_has_bf16() -> bool:
@@ -160,20 +158,3 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
         return cosine
     ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
     return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
-
-
-def weight_average(model: torch.nn.Module, cfg: TrainConfig) -> AveragedModel | None:
-    """The SWA average of `model` (a plain mean of its weights after every step from the share
-    `swa_start` of the run on) that validation and the saved checkpoints use, or None."""
-    if not 0 <= cfg.swa_start < 1:
-        raise SettingsError(f"--swa-start must be at least 0 and below 1, not {cfg.swa_start}")
-    if cfg.swa_start > 0 and cfg.snapshots > 1:
-        raise SettingsError("--swa-start and --snapshots are two ways of averaging one run: choose one")
-    # the buffers ride along so that validation during the run is sensible; batch norm is
-    # recomputed properly once training ends (Fitter.recompute_batch_norm)
-    return AveragedModel(model, use_buffers=True) if cfg.swa_start > 0 else None
-
-
-def result_model(model: torch.nn.Module, average: AveragedModel | None) -> torch.nn.Module:
-    """What validation and the checkpoints see: the average once it holds a step, else `model`."""
-    return average.module if average is not None and average.n_averaged > 0 else model

