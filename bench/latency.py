@@ -1,7 +1,7 @@
 """Serving speed: PyTorch, ONNX Runtime and SavedModels on the same JPEG bytes, interleaved.
 
     python -m bench.latency --checkpoint RUN/model.pt --model-dir NAME=EXPORT [NAME2=EXPORT2 ...]
-        --images DIR [--threads 2] [--reps 50]
+        --images DIR [--threads 2] [--reps 50] [--kernels onednn eigen]
 
 Every backend starts from the same JPEG bytes: PyTorch and ONNX Runtime decode with PIL (as
 training does), the SavedModels decode inside `serving_default` (graph-mode loader, as gcloud
@@ -9,6 +9,9 @@ and TF Serving). After a warm-up, one call of each backend per round, round afte
 that machine noise hits them alike. Prints the median and min/max ms per batch and each
 median's ratio to ONNX Runtime, at batch 1 and 32, then each backend's median timed alone
 (its own rounds back to back, warm caches) and that ratio.
+
+`--kernels onednn eigen` runs the whole measurement once per TensorFlow kernel library, each in
+its own process (TF_ENABLE_ONEDNN_OPTS=1 / 0, read when TensorFlow starts), one table after the other.
 
 Idle worker threads that spin-wait would steal the cores from the backend that runs next
 (measured here: ONNX Runtime's spinning pool made the SavedModel after it 1.5x slower at
@@ -21,12 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.machine import cpu_description
+from bench.machine import cpu_description, tf_kernels
 from bench.timing import timed
 from mug_errors import command
 
@@ -96,13 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--spin", action="store_true", help="leave thread spin-waiting on (library defaults)")
+    parser.add_argument("--kernels", nargs="+", choices=("onednn", "eigen"),
+                        help="TensorFlow's CPU kernels, each in its own process (default: TensorFlow's choice)")
     args = parser.parse_args(argv)
+    if args.kernels and len(args.kernels) > 1:
+        rest = list(argv if argv is not None else sys.argv[1:])
+        rest = rest[:rest.index("--kernels")] + [a for a in rest[rest.index("--kernels") + 1:] if a not in args.kernels]
+        for kernel in args.kernels:
+            proc = subprocess.run([sys.executable, "-m", "bench.latency", *rest, "--kernels", kernel])
+            if proc.returncode:
+                return proc.returncode
+        return 0
+    if args.kernels:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = {"onednn": "1", "eigen": "0"}[args.kernels[0]]
     bad = [item for item in args.model_dir if "=" not in item or not all(item.split("=", 1))]
     if bad:
         parser.error(f"--model-dir takes NAME=EXPORT (a name for the table, then the SavedModel folder), not {bad[0]!r}")
     rows = measure_latency(args.checkpoint, dict(item.split("=", 1) for item in args.model_dir), args.images,
                            args.threads, args.reps, args.batches, args.spin)
-    print(f"{cpu_description()}, {os.cpu_count()} CPUs; threads: torch {args.threads} "
+    print(f"{cpu_description()}, {os.cpu_count()} CPUs; TensorFlow kernels: {tf_kernels()}; threads: torch {args.threads} "
           f"(interop 1), onnxruntime intra {args.threads} inter 1, TF Session intra {args.threads} inter 1; "
           f"spin-waiting {'library defaults' if args.spin else 'off'}; {args.reps} interleaved rounds after 5 "
           f"warm-up rounds, then {args.reps} rounds of each alone; JPEG bytes in, decode included")

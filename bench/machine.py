@@ -24,3 +24,10 @@ def cpu_description() -> str:
                                      ("AVX-512 VNNI", "avx512_vnni"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
              if flag in flags]
     return f"{model} ({', '.join(kinds) or 'no AVX2'})"
+
+
+def tf_kernels() -> str:
+    """Which CPU kernels this process's TensorFlow runs: "oneDNN" or "Eigen" (TF_ENABLE_ONEDNN_OPTS, or
+    TensorFlow's own choice by CPU when it is unset)."""
+    from tensorflow.python.util import _pywrap_util_port  # deferred: only benches that run TF ask
+    return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"

@@ -1,10 +1,12 @@
 """The local prediction server's ASGI app (`create_app`): the Google Cloud and TF Serving predict
-routes over a loaded SavedModel, a readiness route and a page to try a photo. Bad input gets HTTP
-400 with {"error": "..."}; like the hosted services, a body is at most 1.5 MB and a request holds at
+routes over a loaded SavedModel, a readiness route and a page to try a photo. Bad input (a request
+that does not parse, an instance that is not an image) gets HTTP 400 with {"error": "..."}; anything
+else is a fault of the server: HTTP 500, its traceback in the server's log. Like the hosted services, a body is at most 1.5 MB and a request holds at
 most `max_instances` instances. `check_deployed_model.local_server` runs it with uvicorn."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,11 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from check_deployed_model.protocol import RequestError, instance_bytes, parse_body, predictions
+from serving.saved_model import ImageDecodeError
 
 MAX_BODY_BYTES = 1_500_000
 PAGE = Path(__file__).with_name("page.html")
+log = logging.getLogger(__name__)
 
 
 def error(message: str, status: int = 400) -> JSONResponse:
@@ -57,11 +61,12 @@ def create_app(predictor: Any, model_name: str = "mug", max_instances: int = 64,
         except RequestError as err:
             return error(str(err))
         try:
-            outputs = await run_in_threadpool(predictor.predict, blobs)
-        except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            return error(f"an instance is not a decodable JPEG or PNG image: {first}")
-        return JSONResponse({"predictions": predictions(outputs)})
+            return JSONResponse({"predictions": predictions(await run_in_threadpool(predictor.predict, blobs))})
+        except ImageDecodeError as err:
+            return error(str(err))
+        except Exception:  # a bug, not the client's doing: logged whole, answered as such
+            log.exception("predict failed on %d instance(s)", len(blobs))
+            return error("internal error: the server failed to answer (its log has the traceback)", 500)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "model": model_name})

@@ -51,10 +51,10 @@ def post_predict(url: str, instances: list[Any], authorized: bool, timeout: floa
 def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[str, Any]]:
     """Predictions of the SavedModel in `model_dir` for encoded images."""
     predictor = SavedModelPredictor(model_dir, loader)
-    try:
+    try:  # bytes that are not an image raise ImageDecodeError, a user's error; anything else keeps its traceback
         return predictions(predictor.predict(blobs))
-    except Exception as err:  # tf.errors.InvalidArgumentError: bytes that are not an image
-        raise RequestError(f"the model could not process the instances: {str(err).splitlines()[0]}") from err
+    finally:
+        predictor.close()
 
 
 def predict(instances: list[Any], model_dir: str | None = None, loader: str = "graph", url: str | None = None,

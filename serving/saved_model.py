@@ -11,6 +11,11 @@ import numpy as np
 from mug_errors import InputError, NotFound, SettingsError
 
 SIGNATURE, TAG = "serving_default", "serve"
+
+
+class ImageDecodeError(InputError):
+    """An instance's bytes are not an image that `serving_default` decodes (JPEG, PNG, GIF, BMP)."""
+
 LOADERS = ("graph", "tf2")
 
 
@@ -66,13 +71,19 @@ class SavedModelPredictor:
             parts = [self.predict(blobs[i:i + batch_size]) for i in range(0, len(blobs), batch_size)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         batch = np.array(blobs, dtype=object)
-        if self.loader == "graph":
-            names = sorted(self.output_names)
-            values = self._session.run([self.output_names[k] for k in names],
-                                       {self.input_names["bytes"]: batch})
-            return dict(zip(names, values))
         import tensorflow as tf  # deferred, as in __init__
-        return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
+        try:
+            if self.loader == "graph":
+                names = sorted(self.output_names)
+                values = self._session.run([self.output_names[k] for k in names],
+                                           {self.input_names["bytes"]: batch})
+                return dict(zip(names, values))
+            return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
+        except tf.errors.InvalidArgumentError as err:
+            # the batch is a string vector by construction, so the only argument that can be invalid is
+            # the bytes: TF's decoders say "Unknown image file format" or "Invalid JPEG data"
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ImageDecodeError(f"an instance is not a decodable JPEG or PNG image: {first}") from err
 
     def close(self) -> None:
         if self.loader == "graph":

@@ -1,6 +1,7 @@
 """The options the pretrained family and the candidates train with: batch-norm statistics kept, the
 Lite0s' schedule (cosine under the warm-up), and distillation from a teacher."""
 
+import json
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset
 from torch_trainer.distill import soft_target_loss
 from torch_trainer.fit import Fitter
-from torch_trainer.model import Ensemble, MugClassifier, save_checkpoint
+from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
 
 SMALL = dict(weights="none", batch_size=16, ensemble=1, amp="off")
 
@@ -92,3 +93,19 @@ def test_cosine_under_warmup_is_the_probes_schedule():
     assert seen[9] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 9 / 40)))
     with pytest.raises(ValueError, match="unknown schedule"):
         make_scheduler(optimizer, TrainConfig(schedule="linear"), 10)
+
+
+def test_a_teacher_named_by_recipe_is_trained_first_and_a_stopped_run_resumes(data_root, tmp_path):
+    from torch_trainer import jobs
+    teacher = tmp_path / "teacher.json"
+    teacher.write_text(json.dumps({"epochs": 1, "ensemble": 2, "batch_size": 16, "amp": "off"}))
+    student = TrainConfig(epochs=1, teacher=str(teacher), **SMALL)
+    out = tmp_path / "run"
+    first = jobs.train(student, out, data_root / "eval", stop_after=2, log=lambda *a: None)
+    # the stop came after the teacher's two members, before the student
+    assert not first["complete"] and (out / "teacher" / "model.pt").is_file() and not (out / "model.pt").exists()
+    metrics = jobs.resume(out, log=lambda *a: None)
+    assert metrics["complete"] and metrics["config"]["teacher"] == str(out / "teacher" / "model.pt")
+    model, meta = load_checkpoint(out / "model.pt")
+    assert isinstance(model, MugClassifier)  # only the student is served
+    assert json.loads((out / "config.json").read_text())["teacher"] == str(teacher)  # the run's record: the recipe

@@ -89,6 +89,26 @@ def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root)
     assert len(train) == 128 and val is None
 
 
+def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_trains_on_them(data_root, tmp_path,
+                                                                                          monkeypatch):
+    cfg = load_recipe("exposure-ens3")
+    cfg.epochs, cfg.ensemble, cfg.batch_size, cfg.amp = 2, 1, 32, "off"
+    seen = []
+    real = jobs.train_models
+    monkeypatch.setattr(jobs, "train_models", lambda c, train, val, *a, **k: seen.append((train, val)) or real(
+        c, train, val, *a, **k))
+    run = tmp_path / "run"
+    jobs.train(cfg, run, data_root / "train", hold_out=0.25, stop_after=1, log=lambda *a: None)
+    recorded = json.loads((run / "config.json").read_text())["val_files"]
+    assert 12 <= len(recorded) <= 40
+    metrics = jobs.resume(run, log=lambda *a: None)
+    assert metrics["complete"] and metrics["num_val"] == len(recorded) and metrics["num_train"] == 96 - len(recorded)
+    for train, val in seen:  # the first run and the resumed one alike
+        paths = train.base.paths
+        assert {str(paths[i].resolve()) for i in val.indices} == set(recorded)
+        assert not {str(paths[i].resolve()) for i in train.indices} & set(recorded)
+
+
 def test_validate_refuses_overlapping_seeds_before_it_trains():
     cfg = load_recipe("exposure-ens3")
     with pytest.raises(SettingsError, match=r"space them by 3 or more \(e.g. 0 3\)"):
@@ -104,3 +124,19 @@ def test_a_job_error_reaches_the_user_as_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing'}: data folder does not exist"
 
+
+
+def test_a_resumed_families_run_keeps_the_settings_it_started_with(data_root, tmp_path):
+    """Recipes change between sessions; a run resumes with the families' settings it recorded."""
+    small = {"epochs": 1, "ensemble": 1, "batch_size": 32, "amp": "off"}
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(small))
+    (tmp_path / "both.json").write_text(json.dumps({"families": [str(tmp_path / "a.json"), str(tmp_path / "b.json")]}))
+    run = tmp_path / "run"
+    first = jobs.train(load_recipe(str(tmp_path / "both.json")), run, data_root / "eval", stop_after=1,
+                       log=lambda *a: None)
+    assert not first["complete"] and not (run / "b").exists()
+    (tmp_path / "b.json").write_text(json.dumps(dict(small, epochs=3)))  # the recipe file changes meanwhile
+    metrics = jobs.resume(run, log=lambda *a: None)
+    assert metrics["complete"]
+    assert json.loads((run / "b" / "metrics.json").read_text())["config"]["epochs"] == 1

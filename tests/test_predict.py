@@ -84,6 +84,6 @@ def test_predict_cli_errors_are_clear(export, tmp_path):
     bad = tmp_path / "notimage.json"
     bad.write_text(json.dumps({"bytes": {"b64": base64.b64encode(b"hello").decode()}}) + "\n")
     proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), "--json-instances", str(bad))
-    assert proc.returncode == 2 and "could not process" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "not a decodable" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_module("check_deployed_model.predict", "--model-dir", str(tmp_path), "--json-instances", str(bad))
     assert proc.returncode == 2 and "saved_model.pb" in proc.stderr

@@ -21,7 +21,7 @@ PINNED_RESNET_FAMILY = dict(
     label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="", ensemble=3,
     member_image_sizes=[], crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0,
     colour_cast=1.0, amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0,
-    device="auto", train_dirs=[], val_dir=None, overrides={})
+    device="auto", train_dirs=[], val_dir=None, val_files=[], overrides={})
 # The Lite0 family as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on
 # the withheld scene); channels-last is speed only (1.60x a float32 step on AVX2).
 PINNED_LITE0_FAMILY = dict(PINNED_RESNET_FAMILY, recipe="lite0-ens2", arch="efficientnet_lite0", weights="imagenet",

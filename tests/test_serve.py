@@ -262,3 +262,61 @@ def test_teardown_undeploys_every_model_and_refuses_two_of_one_name(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "2 models named mug-model" in proc.stderr and "11, 12" in proc.stderr
     assert not any("delete" in c or "undeploy" in c for c in (two / "calls").read_text().splitlines())
+
+
+def test_a_fault_of_the_server_is_a_500_with_its_traceback_in_the_log(export, images, caplog):
+    """Only bytes that do not decode are the client's fault (400, above); a bug in the server is a 500,
+    logged with its traceback, never passed off as a bad image. A real uvicorn on loopback, in a thread."""
+    import uvicorn
+    from check_deployed_model.app import create_app
+    from check_deployed_model.server_process import free_port
+
+    class DropsClasses(SavedModelPredictor):  # a real model behind a server-side bug: an output gone missing
+        def predict(self, blobs, batch_size=None):
+            return {k: v for k, v in super().predict(blobs, batch_size).items() if k != "CLASSES"}
+
+    model_dir, _ = export
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(DropsClasses(model_dir)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        status, reply = http(f"http://127.0.0.1:{port}{ROUTES[0]}", body(images[:2]))
+        assert status == 500 and "internal error" in reply["error"] and "decodable" not in reply["error"]
+        assert any(r.exc_info and r.exc_info[0] is KeyError and "CLASSES" in str(r.exc_info[1])
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+        status, reply = http(f"http://127.0.0.1:{port}{ROUTES[0]}",
+                             {"instances": [{"bytes": {"b64": base64.b64encode(b"hello").decode()}}]})
+        assert status == 400 and "not a decodable" in reply["error"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_a_bug_behind_predict_keeps_its_traceback(export, tmp_path, monkeypatch):
+    from check_deployed_model import predict
+    model_dir, _ = export
+    request = tmp_path / "one.json"
+    request.write_text(json.dumps({"bytes": {"b64": base64.b64encode(ROOT.joinpath("README.md").read_bytes()[:1]).decode()}}) + "\n")
+
+    def broken(outputs):
+        raise KeyError("CLASSES")
+
+    monkeypatch.setattr("check_deployed_model.cloud.predictions", broken)
+    good = tmp_path / "good.json"
+    assert predict.main(["--model-dir", str(model_dir), "--json-instances", str(request)]) == 2  # not an image: exit 2
+    good.write_text(json.dumps({"bytes": {"b64": base64.b64encode(make_jpeg()).decode()}}) + "\n")
+    with pytest.raises(KeyError, match="CLASSES"):  # a bug: no `error:` line passing for a user's mistake
+        predict.main(["--model-dir", str(model_dir), "--json-instances", str(good)])
+
+
+def make_jpeg() -> bytes:
+    import io
+    from draw_mug import draw_mug
+    buf = io.BytesIO()
+    draw_mug(1, seed=3).save(buf, format="JPEG")
+    return buf.getvalue()

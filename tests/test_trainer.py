@@ -101,3 +101,27 @@ def test_a_misspelt_flag_stops_the_job_before_it_trains(data_root, tmp_path):
     # gcloud's own flag is one of ours
     args, _ = parse_job_args(["--job-dir", "gs://bucket/job"], "test")
     assert args.job_dir == "gs://bucket/job"
+
+
+def test_a_job_dir_url_gets_the_checkpoint_and_export_through_tf_gfile(data_root, tmp_path, monkeypatch):
+    """gcloud's `--job-dir gs://bucket/job`: built and checked locally, then copied with tf.io.gfile
+    (TensorFlow's in-memory ram:// filesystem stands in for GCS), and never a local `gs:` folder."""
+    import tensorflow as tf
+    from trainer.job import train_and_export
+    monkeypatch.chdir(tmp_path)
+    _, cfg = parse_job_args(["--recipe", "exposure-ens3", *DEFAULT_FAST], "test")
+    url = "ram://bucket/job"
+    export_url, report = train_and_export(cfg, data_root, url, log=lambda *a: None)
+    assert export_url == f"{url}/exported_model"
+    assert tf.io.gfile.exists(f"{url}/exported_model/saved_model.pb")
+    assert tf.io.gfile.exists(f"{url}/exported_model/assets.extra/export_report.json")
+    assert tf.io.gfile.exists(f"{url}/checkpoint/model.pt") and tf.io.gfile.exists(f"{url}/checkpoint/metrics.json")
+    assert list(tmp_path.iterdir()) == []  # nothing local: no ram: (or gs:) folder
+    local = tmp_path / "copy"
+    for root, _, files in tf.io.gfile.walk(export_url):
+        for name in files:
+            target = local / root[len(export_url):].lstrip("/") / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tf.io.gfile.GFile(f"{root}/{name}", "rb").read())
+    check_contract(local)
+    assert json.loads((local / "assets.extra" / "export_report.json").read_text())["models"] == report["models"]

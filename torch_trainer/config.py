@@ -23,7 +23,7 @@ RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "resnet3-lite2-frozen-bn"
 SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
 # where the run's data came from and which flags the command line gave: a record, not a recipe setting
-RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "overrides")
+RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "val_files", "overrides")
 # settings of ideas that lost on the withheld scene (docs/recipe-experiments.md), with the value that
 # turned each off: a run recorded before they went still resumes if it left them off
 RETIRED = {"swa_start": 0.0, "probe_epochs": 0, "wise_alpha": 1.0, "workers": 0}
@@ -79,6 +79,8 @@ class TrainConfig:
     device: str = "auto"
     train_dirs: list[str] = field(default_factory=list)  # the training folders (a record, for --resume and export)
     val_dir: str | None = None         # the validation folder, if any (a record)
+    val_files: list[str] = field(default_factory=list)  # the training images held out to validate on (a record:
+                                       # --resume validates on the same ones and never trains on them)
     overrides: dict = field(default_factory=dict)  # the training flags the command line gave (a record;
                                        # a recipe of families applies them to every family)
 
@@ -161,7 +163,7 @@ def family_config(cfg: TrainConfig, family: str | dict) -> TrainConfig:
         raise RecipeError(f"family {name!r} is itself a recipe of families; a family is one recipe of models")
     check_settings(f"family {name!r}", settings)
     return replace(base, **{**settings, **cfg.overrides}, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir,
-                   overrides=cfg.overrides)
+                   val_files=cfg.val_files, overrides=cfg.overrides)
 
 
 def family_name(family: str | dict) -> str:

@@ -27,24 +27,8 @@ from torch_trainer.build import autocast_dtype, build_model, make_optimizer, mak
     pick_device, seed_everything, snapshot_steps
 from torch_trainer.config import TrainConfig, family_config, family_name, load_recipe
 from torch_trainer.distill import is_checkpoint, load_teacher, soft_target_loss
-from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint
-from torch_trainer.run_folder import load_resume_state
-
-
-@torch.no_grad()
-def score_loader(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
-    """Loss, accuracy, predictions and targets of `model` over `loader`."""
-    model.eval()
-    losses, preds, targets = [], [], []
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        logits = model(images)
-        losses.append(F.cross_entropy(logits, labels, reduction="sum").item())
-        preds.append(logits.argmax(1).cpu())
-        targets.append(labels.cpu())
-    preds, targets = torch.cat(preds), torch.cat(targets)
-    return {"loss": sum(losses) / len(targets), "accuracy": (preds == targets).float().mean().item(),
-            "preds": preds, "targets": targets}
+from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint, score_loader
+from torch_trainer.run_folder import load_resume_state, resume_config
 
 
 class Fitter:
@@ -268,7 +252,7 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if cfg.families:
         return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     if cfg.ensemble == 1:
-        state = load_resume_state(out) if resume else None
+        state = load_resume_state(out) if resume and (out / "last.pt").is_file() else None
         return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
     members, ran = [], 0
     for i in range(cfg.ensemble):
@@ -334,12 +318,19 @@ def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     names = [family_name(f) for f in cfg.families]
     if len(set(names)) != len(names):
         raise SettingsError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
+    # each family's settings as the run began, so that a resumed run does not read today's recipe files
+    recorded = out / "families.json"
+    if resume and recorded.is_file():
+        configs = [TrainConfig(**values) for values in json.loads(recorded.read_text())]
+    else:
+        configs = [family_config(cfg, family) for family in cfg.families]
+        if distributed.is_main():
+            recorded.write_text(json.dumps([asdict(c) for c in configs], indent=2))
     families, ran = [], 0
-    for k, (family, name) in enumerate(zip(cfg.families, names)):
+    for k, (family_cfg, name) in enumerate(zip(configs, names)):
         if stop_after is not None and ran >= stop_after:
             log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
             break
-        family_cfg = family_config(cfg, family)
         if family_cfg.input_size != cfg.input_size:  # the photos were loaded once, at the run's input size
             raise SettingsError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
                                 f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
@@ -375,7 +366,8 @@ def train_teacher(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None,
                   out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
     """Train the recipe that `cfg.teacher` names (with the run's data and seed, none of its flags)
     into `out`, unless a resumed run finished it already; returns its metrics."""
-    teacher_cfg = replace(load_recipe(cfg.teacher), seed=cfg.seed, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir)
+    teacher_cfg = resume_config(out) if resume and (out / "config.json").is_file() else replace(
+        load_recipe(cfg.teacher), seed=cfg.seed, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir, val_files=cfg.val_files)
     if teacher_cfg.input_size != cfg.input_size or teacher_cfg.teacher:
         raise SettingsError(f"--teacher {cfg.teacher}: a teacher loads photos at the student's input size "
                             f"({cfg.input_size}) and is not distilled itself")

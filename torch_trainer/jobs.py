@@ -33,7 +33,8 @@ def load_data(cfg: TrainConfig, train_dirs: PathLike | Sequence[PathLike], val_d
     run's input size, and the folders recorded in `cfg` (what --resume reads them back from).
 
     Without `val_dir`, `hold_out` > 0 validates on that share of the training images, drawn in
-    whole groups of near-identical frames (`cfg.seed` picks the groups)."""
+    whole groups of near-identical frames (`cfg.seed` picks the groups), recorded as
+    `cfg.val_files`; a `cfg` that already records them (a resumed run) holds out exactly those."""
     train_dirs = [train_dirs] if isinstance(train_dirs, (str, os.PathLike)) else list(train_dirs)
     train = MugDataset(train_dirs, cfg.input_size, progress=distributed.is_main())
     cfg.train_dirs = [str(Path(d).resolve()) for d in train_dirs]
@@ -43,9 +44,21 @@ def load_data(cfg: TrainConfig, train_dirs: PathLike | Sequence[PathLike], val_d
         if val.num_classes != train.num_classes:
             raise DatasetError(f"{val_dir}: has {val.num_classes} classes, training data has {train.num_classes}")
         return train_view(train), eval_view(val), train.class_names
+    if cfg.val_files:  # a resumed run: the images it held out when it started, whatever hold_out says now
+        position = {str(path.resolve()): i for i, path in enumerate(train.paths)}
+        missing = [f for f in cfg.val_files if f not in position]
+        if missing:
+            raise DatasetError(f"{missing[0]}: held out for validation when the run started, but no longer "
+                               f"among the training images ({len(missing)} missing)")
+        val_idx = sorted(position[f] for f in cfg.val_files)
+        held = set(val_idx)
+        log(f"validating on the {len(val_idx)} training images the run held out")
+        return train_view(train, [i for i in range(len(train)) if i not in held]), eval_view(train, val_idx), \
+            train.class_names
     if hold_out > 0:
         groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
         train_idx, val_idx = group_split(train.targets, groups, hold_out, cfg.seed)
+        cfg.val_files = [str(train.paths[i].resolve()) for i in val_idx]
         log(f"no validation folder: holding out {len(val_idx)} of {len(train)} training images in "
             f"{len(set(groups[val_idx]))} groups of near-identical frames")
         return train_view(train, train_idx), eval_view(train, val_idx), train.class_names

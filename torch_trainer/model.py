@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.utils.data import DataLoader
 
 from mug_errors import InputError, JobFailed, NotFound, SettingsError
 from torch_trainer.efficientnet_lite import VARIANTS, EfficientNetLite, load_packaged_weights
@@ -211,3 +212,19 @@ def class_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size
     """Class probabilities of `model` (in eval mode) on uint8 NCHW `images`, computed in batches."""
     probs = [model.probabilities(images[i:i + batch_size].float() / 255) for i in range(0, len(images), batch_size)]
     return torch.cat(probs).numpy()
+
+
+@torch.no_grad()
+def score_loader(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+    """Loss, accuracy, predictions and targets of `model` over `loader`."""
+    model.eval()
+    losses, preds, targets = [], [], []
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        losses.append(F.cross_entropy(logits, labels, reduction="sum").item())
+        preds.append(logits.argmax(1).cpu())
+        targets.append(labels.cpu())
+    preds, targets = torch.cat(preds), torch.cat(targets)
+    return {"loss": sum(losses) / len(targets), "accuracy": (preds == targets).float().mean().item(),
+            "preds": preds, "targets": targets}
