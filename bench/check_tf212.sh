@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Does an export load, through both loaders, and give PyTorch's probabilities in plain
-# tensorflow-cpu 2.12 (Vertex AI's newest prebuilt TF serving image) as in the TF we build with?
+# tensorflow-cpu 2.12 (Vertex AI's newest prebuilt TF serving image) as in the TF we build with,
+# with TensorFlow's oneDNN kernels and with Eigen's (each in its own process: TF_ENABLE_ONEDNN_OPTS=1 / 0)?
 #   bench/check_tf212.sh CHECKPOINT EXPORT IMAGE_DIR     (CHECKPOINT: the run's model.pt)
 # Makes .venv-tf212 (tensorflow-cpu 2.12.1 only: no onnx-tf, torch or addons) on first use.
 set -euo pipefail
@@ -14,5 +15,5 @@ fi
 for python in .venv/bin/python "$venv/bin/python"; do
   echo "== SavedModel in TF $("$python" -c 'import tensorflow as t; print(t.__version__)' 2>/dev/null) ($python)"
   .venv/bin/python -m convert.parity_sweep --checkpoint "$checkpoint" --model-dir "$export_dir" --data-dir "$images" \
-    --limit 64 --loaders graph tf2 --serving-python "$python" --tol 1e-5 | head -n -1
+    --limit 64 --loaders graph tf2 --kernels onednn eigen --serving-python "$python" --tol 1e-5 | head -n -1
 done

@@ -39,6 +39,21 @@ def run_module(module: str, *args: str, timeout: float = 600, env: dict | None =
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`module`'s `main(args)` in this process, its exit code and printed output as `run_module` gives
+    them: for tests of flags and error messages, which need no fresh Python, torch and TensorFlow."""
+    import contextlib
+    import importlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = importlib.import_module(module).main(list(args))
+        except SystemExit as stop:  # argparse's errors
+            code = stop.code
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
 def cli_modules(packages) -> list[Path]:
     """The command-line modules (those with a `__main__` block) of `packages`."""
     return [path for package in packages for path in sorted((ROOT / package).glob("*.py"))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from serving.saved_model import SavedModelPredictor
-from conftest import EXPORT_CHECKS, ROOT, run_module, SERVED_MODELS
+from conftest import EXPORT_CHECKS, ROOT, SERVED_MODELS, run_main
 from serving.contract import check_contract, read_signature
 from convert.compare import ParityError, parity, require
 from mug_errors import JobFailed
@@ -132,8 +132,8 @@ def test_not_an_image_is_an_error(export):
 def test_existing_export_is_never_overwritten(export, trained_run, tmp_path):
     model_dir, _ = export
     before = (model_dir / "saved_model.pb").stat().st_mtime_ns
-    proc = run_module("convert.to_savedmodel", "--checkpoint", str(trained_run / "model.pt"),
-                      "--output-dir", str(model_dir))
+    proc = run_main("convert.to_savedmodel", "--checkpoint", str(trained_run / "model.pt"),
+                    "--output-dir", str(model_dir))
     assert proc.returncode == 2 and "already exists" in proc.stderr and str(model_dir) in proc.stderr
     assert (model_dir / "saved_model.pb").stat().st_mtime_ns == before
 

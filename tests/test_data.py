@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from draw_mug import draw_mug
-from conftest import run_module, write_dataset
+from conftest import run_main, write_dataset
 from torch_trainer.data import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
                                 split_dir)
 
@@ -97,8 +97,8 @@ def test_near_duplicates_share_a_group_and_a_side():
 def test_corrupt_image_stops_training_cleanly(tmp_path):
     write_dataset(tmp_path / "train", 3)
     (tmp_path / "train" / "1black" / "2.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(tmp_path / "train"), "--output-dir",
-                      str(tmp_path / "run"), "--weights", "none")
+    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(tmp_path / "train"), "--output-dir",
+                    str(tmp_path / "run"), "--weights", "none")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     # the progress bar is cleared first, so that the error starts a line of its own on a terminal
     last = proc.stderr.replace("\r", "\n").strip().splitlines()[-1]

@@ -7,13 +7,10 @@ import pytest
 import torch
 
 from serving.saved_model import SavedModelPredictor
-from conftest import run_module
+from conftest import run_main, run_module
 from serving.contract import check_contract
-from torch_trainer.augment import TransformedSubset, eval_transform, train_view
-from torch_trainer.config import TrainConfig
 from torch_trainer.data import MugDataset, load_images
 from torch_trainer.model import Ensemble, MugClassifier, class_probabilities, load_checkpoint
-from torch_trainer.fit import Fitter
 
 ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2")
 
@@ -89,8 +86,8 @@ def test_interrupted_ensemble_resumes_to_the_same_model(ensemble_run, data_root,
 
 
 def test_bad_ensemble_size_is_a_clear_error(data_root, tmp_path):
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
-                      str(tmp_path / "run"), "--weights", "none", "--ensemble", "0")
+    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
+                    str(tmp_path / "run"), "--weights", "none", "--ensemble", "0")
     assert proc.returncode == 2 and "--ensemble" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -133,6 +130,6 @@ def test_members_of_different_image_sizes_export_as_one_graph(data_root, tmp_pat
         got = SavedModelPredictor(out, loader).predict(blobs)
         np.testing.assert_allclose(got["PROBABILITIES"], reference, atol=1e-5)
         assert np.array_equal(got["CLASSES"], reference.argmax(1))
-    wrong = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
-                       str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-image-sizes", "64")
+    wrong = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
+                     str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-image-sizes", "64")
     assert wrong.returncode == 2 and "--member-image-sizes: 1 sizes for --ensemble 3" in wrong.stderr

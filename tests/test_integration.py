@@ -33,8 +33,8 @@ def real_export(shared, tmp_path_factory):
                       "--epochs", "1", "--ensemble", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
-    assert metrics["num_train"] == 2000 and [f["family"] for f in metrics["families"]] == ["exposure-ens3", "lite0-ens2"]
-    assert metrics["weights_sources"]["lite0-ens2"][0].startswith("packaged ImageNet")
+    assert metrics["num_train"] == 2000 and [f["family"] for f in metrics["families"]] == ["exposure-ens3", "lite0-frozen-bn"]
+    assert metrics["weights_sources"]["lite0-frozen-bn"][0].startswith("packaged ImageNet")
     return job / "exported_model"
 
 

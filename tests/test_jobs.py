@@ -7,7 +7,7 @@ import json
 import pytest
 
 import mug_errors
-from conftest import ROOT, cli_modules, run_module
+from conftest import ROOT, cli_modules, run_main
 from mug_errors import CheckFailed, MugError, OutputExists, SettingsError, command
 from torch_trainer import jobs
 from torch_trainer.config import load_recipe
@@ -120,7 +120,7 @@ def test_validate_refuses_overlapping_seeds_before_it_trains():
 
 
 def test_a_job_error_reaches_the_user_as_one_line(tmp_path):
-    proc = run_module("torch_trainer.train", "--train-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "r"))
+    proc = run_main("torch_trainer.train", "--train-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "r"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing'}: data folder does not exist"
 

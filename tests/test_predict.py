@@ -7,7 +7,7 @@ import pytest
 from check_deployed_model.protocol import RequestError, instance_bytes, read_instances, render
 from serving.saved_model import SavedModelPredictor
 from draw_mug import draw_mug
-from conftest import ROOT, run_module
+from conftest import ROOT, run_main, run_module
 
 
 def rows(stdout):
@@ -83,7 +83,7 @@ def test_predict_cli_errors_are_clear(export, tmp_path):
     model_dir, _ = export
     bad = tmp_path / "notimage.json"
     bad.write_text(json.dumps({"bytes": {"b64": base64.b64encode(b"hello").decode()}}) + "\n")
-    proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), "--json-instances", str(bad))
+    proc = run_main("check_deployed_model.predict", "--model-dir", str(model_dir), "--json-instances", str(bad))
     assert proc.returncode == 2 and "not a decodable" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_module("check_deployed_model.predict", "--model-dir", str(tmp_path), "--json-instances", str(bad))
+    proc = run_main("check_deployed_model.predict", "--model-dir", str(tmp_path), "--json-instances", str(bad))
     assert proc.returncode == 2 and "saved_model.pb" in proc.stderr

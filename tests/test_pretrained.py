@@ -92,7 +92,7 @@ def test_a_family_checkpoint_round_trips(tmp_path):
 def lite_export(data_root, tmp_path_factory):
     """One Lite0 from the packaged weights, one epoch, exported through the real CLIs."""
     root = tmp_path_factory.mktemp("lite")
-    proc = run_module("torch_trainer.train", "--recipe", "lite0-ens2", "--train-dir", str(data_root / "eval"),
+    proc = run_module("torch_trainer.train", "--recipe", "lite0-frozen-bn", "--train-dir", str(data_root / "eval"),
                       "--output-dir", str(root / "run"), "--epochs", "1", "--ensemble", "1", "--batch-size", "16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = run_module("convert.to_savedmodel", "--checkpoint", str(root / "run" / "model.pt"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from draw_mug import CLASS_NAMES, draw_mug
-from conftest import run_module
+from conftest import run_main, run_module
 from torch_trainer.data import MugDataset
 from torch_trainer.config import TrainConfig, load_recipe
 from torch_trainer.cross_scene import score_report, summary_lines, validate
@@ -93,7 +93,7 @@ def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
     assert part.returncode == 0 and "--resume" in part.stdout
     assert not (tmp_path / "part" / "model.pt").exists()
     # a flag beside --resume would be ignored: it is refused, and the run is left as it was
-    refused = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"), "--epochs", "5", "--lr", "1")
+    refused = run_main("torch_trainer.train", "--resume", str(tmp_path / "part"), "--epochs", "5", "--lr", "1")
     assert refused.returncode == 2 and "--epochs, --lr would be ignored" in refused.stderr
     resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -161,8 +161,8 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
 
 
 def test_validate_refuses_seeds_whose_ensembles_overlap(two_shoots, tmp_path):
-    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots),
-                      "--output-dir", str(tmp_path / "report"), "--seeds", "0", "1")
+    proc = run_main("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots),
+                    "--output-dir", str(tmp_path / "report"), "--seeds", "0", "1")
     assert proc.returncode == 2 and "trains models S..S+2" in proc.stderr and "e.g. 0 3" in proc.stderr
     assert not (tmp_path / "report").exists()
 

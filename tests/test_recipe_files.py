@@ -6,9 +6,9 @@ from dataclasses import asdict, fields, replace
 
 import pytest
 
-from conftest import run_module
+from conftest import run_main, run_module
 from serving.contract import check_contract
-from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, family_config, family_name, \
+from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, family_config, \
     list_recipes, load_recipe, parse_args
 
 
@@ -131,8 +131,8 @@ def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
 @pytest.mark.parametrize("module", ["torch_trainer.train", "trainer.final_task", "trainer.task",
                                     "torch_trainer.validate"])
 def test_unknown_recipe_lists_the_recipes(module, tmp_path):
-    proc = run_module(module, "--recipe", "best-one", "--data-dir", str(tmp_path), "--train-dir", str(tmp_path),
-                      "--output-dir", str(tmp_path / "out"))
+    proc = run_main(module, "--recipe", "best-one", "--data-dir", str(tmp_path), "--train-dir", str(tmp_path),
+                    "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "unknown recipe 'best-one'" in proc.stderr and "Traceback" not in proc.stderr
     for name in list_recipes():

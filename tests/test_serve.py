@@ -17,7 +17,7 @@ from mug_errors import NotFound, SettingsError
 from check_deployed_model.server_process import start_server
 from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
-from conftest import ROOT, run_module
+from conftest import ROOT, run_main, run_module
 
 ROUTES = ["/v1/models/mug:predict", "/v1/projects/p/models/mug:predict",
           "/v1/projects/p/models/mug/versions/v1:predict",
@@ -107,8 +107,8 @@ def test_predict_cli_against_the_server(server, images, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split() == ["CLASSES", "PROBABILITIES"] and len(lines) == 4
-    bad = run_module("check_deployed_model.predict", "--url", base + "/v2/nothing:predict", "--json-request",
-                     str(request))
+    bad = run_main("check_deployed_model.predict", "--url", base + "/v2/nothing:predict", "--json-request",
+                   str(request))
     assert bad.returncode == 2 and "HTTP 404" in bad.stderr
 
 
@@ -186,8 +186,8 @@ def test_deploy_dry_run_returns_every_step(export, tmp_path):
         deploy("p", "europe-west1", "gs://b", str(tmp_path), dry_run=True)
     with pytest.raises(SettingsError, match="gs://"):
         deploy("p", "europe-west1", "b", str(model_dir), dry_run=True)
-    bad = run_module("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
-                     str(tmp_path), "--dry-run")
+    bad = run_main("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
+                   str(tmp_path), "--dry-run")
     assert bad.returncode == 2 and "saved_model.pb" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -8,7 +8,7 @@ from bench.latency import measure_latency
 from bench.op_profile import profile_ops, table
 from bench.step_time import measure_step_time
 from bench.train_throughput import run
-from conftest import run_module
+from conftest import run_main, run_module
 from convert.compare import ParityError, require, sweep
 from convert.export_savedmodel import op_counts
 from mug_errors import SettingsError
@@ -63,8 +63,8 @@ def test_latency_benchmark_measures_every_backend(export, trained_run, data_root
         assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["alone_ms"] > 0
     ort = [r for r in rows if r["backend"] == "onnxruntime"]
     assert all(r["vs_onnxruntime"] == 1.0 and r["alone_vs_onnxruntime"] == 1.0 for r in ort)
-    unnamed = run_module("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
-                         str(model_dir), "--images", str(data_root / "eval"))
+    unnamed = run_main("bench.latency", "--checkpoint", str(trained_run / "model.pt"), "--model-dir",
+                       str(model_dir), "--images", str(data_root / "eval"))
     assert unnamed.returncode == 2 and "--model-dir takes NAME=EXPORT" in unnamed.stderr
 
 

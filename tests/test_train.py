@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import run_module
+from conftest import run_main, run_module
 from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
 from torch_trainer.config import TrainConfig
 from torch_trainer.build import autocast_dtype, build_model
@@ -44,16 +44,16 @@ def test_bad_checkpoint_is_named(tmp_path):
 
 def test_refuses_non_empty_output_dir(data_root, trained_run):
     before = (trained_run / "model.pt").read_bytes()
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--output-dir",
-                      str(trained_run), "--epochs", "1", "--weights", "none")
+    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--output-dir",
+                    str(trained_run), "--epochs", "1", "--weights", "none")
     assert proc.returncode == 2
     assert "not empty" in proc.stderr and str(trained_run) in proc.stderr
     assert (trained_run / "model.pt").read_bytes() == before
 
 
 def test_bad_data_dir_is_a_clear_error(tmp_path):
-    proc = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(tmp_path / "nope"), "--output-dir",
-                      str(tmp_path / "run"), "--weights", "none")
+    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(tmp_path / "nope"), "--output-dir",
+                    str(tmp_path / "run"), "--weights", "none")
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
 
 
