@@ -90,3 +90,15 @@ def export(trained_run, data_root, tmp_path_factory):
     report = json.loads((out / "assets.extra" / "export_report.json").read_text())
     assert "SavedModel written to" in proc.stdout and f"{report['graph_ops']['Conv2D']} Conv2D" in proc.stdout
     return out, report
+
+
+@pytest.fixture(scope="session")
+def default_job(data_root, tmp_path_factory) -> Path:
+    """JOB_DIR of the main job on the drawn data: the default recipe shortened to one ResNet18 (random
+    init) and one Lite0 (packaged ImageNet weights) of one epoch each, trained and exported by
+    trainer.final_task as gcloud runs it. Shared by the tests of the job, the Lite0 graph and the export."""
+    job = tmp_path_factory.mktemp("default-job") / "job"
+    proc = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job),
+                      "--epochs", "1", "--ensemble", "1", "--batch-size", "16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return job

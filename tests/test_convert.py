@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.saved_model import SavedModelPredictor
+from serving.saved_model import ImageDecodeError, SavedModelPredictor
 from conftest import EXPORT_CHECKS, ROOT, SERVED_MODELS, run_main
 from serving.contract import check_contract, read_signature
 from convert.compare import ParityError, parity, require
@@ -122,11 +122,13 @@ def test_predicting_in_batches_equals_one_call(export, data_root):
 
 
 def test_not_an_image_is_an_error(export):
+    """TF's InvalidArgumentError on bytes that do not decode becomes the user's error, through both loaders."""
+    import tensorflow as tf
     model_dir, _ = export
-    predictor = SavedModelPredictor(model_dir, "graph")
-    import tensorflow as tf  # deferred as in the code under test: TF's error type, not any Exception
-    with pytest.raises(tf.errors.InvalidArgumentError, match="(?i)image|jpeg|png|format"):
-        predictor.predict([b"definitely not an image"])
+    for loader in ("graph", "tf2"):
+        with pytest.raises(ImageDecodeError, match="not a decodable JPEG or PNG image: Unknown image file format") as err:
+            SavedModelPredictor(model_dir, loader).predict([b"definitely not an image"])
+        assert isinstance(err.value.__cause__, tf.errors.InvalidArgumentError)
 
 
 def test_existing_export_is_never_overwritten(export, trained_run, tmp_path):

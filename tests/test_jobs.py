@@ -85,7 +85,7 @@ def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root)
     assert len(train) + len(val) == 96 and 12 <= len(val) <= 40 and names == ["0white", "1black", "2blue", "3transparent"]
     assert not set(train.indices) & set(val.indices)
     assert cfg.val_dir is None
-    train, val, _ = jobs.load_data(cfg, [data_root / "train", data_root / "eval"])
+    train, val, _ = jobs.load_data(load_recipe("exposure-ens3"), [data_root / "train", data_root / "eval"])
     assert len(train) == 128 and val is None
 
 

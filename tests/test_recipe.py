@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from draw_mug import CLASS_NAMES, draw_mug
-from conftest import run_main, run_module
+from conftest import run_main
 from torch_trainer.data import MugDataset
 from torch_trainer.config import TrainConfig, load_recipe
 from torch_trainer.cross_scene import score_report, summary_lines, validate
@@ -43,7 +43,7 @@ def test_find_shoots_separates_backgrounds(two_shoots):
 
 def test_validate_reports_every_fold(two_shoots, tmp_path):
     out = tmp_path / "report"
-    proc = run_module("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
+    proc = run_main("torch_trainer.validate", "--recipe", "exposure-ens3", "--data-dir", str(two_shoots), "--output-dir", str(out),
                       "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -73,8 +73,8 @@ def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root
     reports = []
     for flag, value, out in (("--checkpoint", trained_run / "model.pt", tmp_path / "ckpt"),
                              ("--model-dir", model_dir, tmp_path / "saved")):
-        proc = run_module("check_deployed_model.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
-                          "--output-dir", str(out))
+        proc = run_main("check_deployed_model.evaluate", flag, str(value), "--data-dir", str(data_root / "eval"),
+                        "--output-dir", str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         for png in ("confusion.png", "misclassified.png"):
             assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -87,15 +87,15 @@ def test_evaluate_checkpoint_and_savedmodel_agree(trained_run, export, data_root
 
 def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
     common = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "2", "--weights", "none", "--batch-size", "8"]
-    full = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
+    full = run_main("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
-    part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
+    part = run_main("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
     assert part.returncode == 0 and "--resume" in part.stdout
     assert not (tmp_path / "part" / "model.pt").exists()
     # a flag beside --resume would be ignored: it is refused, and the run is left as it was
     refused = run_main("torch_trainer.train", "--resume", str(tmp_path / "part"), "--epochs", "5", "--lr", "1")
     assert refused.returncode == 2 and "--epochs, --lr would be ignored" in refused.stderr
-    resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
+    resumed = run_main("torch_trainer.train", "--resume", str(tmp_path / "part"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
@@ -128,7 +128,7 @@ def test_a_retired_option_is_refused_with_what_to_do(data_root, tmp_path, capsys
 def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
     common = ["--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--epochs", "1", "--ensemble", "1", "--weights", "none", "--batch-size", "8"]
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        proc = run_module("torch_trainer.train", *common, "--seed", seed, "--output-dir", str(tmp_path / name))
+        proc = run_main("torch_trainer.train", *common, "--seed", seed, "--output-dir", str(tmp_path / name))
         assert proc.returncode == 0, proc.stderr[-3000:]
     w = {n: torch.load(tmp_path / n / "model.pt", weights_only=True)["state_dict"]["net.fc.weight"] for n in "abc"}
     assert torch.equal(w["a"], w["b"]) and not torch.equal(w["a"], w["c"])
@@ -141,7 +141,7 @@ def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path)
     summary = validate(cfg, two_shoots, out, seeds=(0, 1), log=lambda *a: None)
     assert summary == json.loads((out / "report.json").read_text())
     runs = {(r["seed"], r["fold"]): r["accuracy"] for r in summary["runs"]}
-    proc = run_module("torch_trainer.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
+    proc = run_main("torch_trainer.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "ensemble.json").read_text())
     assert "\n".join(summary_lines(result)) in proc.stdout  # what it prints is what it wrote
@@ -172,12 +172,12 @@ def test_a_recipe_of_families_trains_each_family_and_resumes(data_root, tmp_path
     recipe.write_text(json.dumps({"families": ["exposure-ens3", {"recipe": "exposure-ens3", "image_size": 32}]}))
     common = ["--recipe", str(recipe), "--train-dir", str(data_root / "eval"), "--epochs", "1", "--ensemble", "1",
               "--batch-size", "16"]
-    full = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
+    full = run_main("torch_trainer.train", *common, "--output-dir", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
-    part = run_module("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
+    part = run_main("torch_trainer.train", *common, "--output-dir", str(tmp_path / "part"), "--stop-after", "1")
     assert part.returncode == 0, part.stderr[-3000:]
     assert (tmp_path / "part" / "exposure-ens3" / "model.pt").is_file() and not (tmp_path / "part" / "model.pt").exists()
-    resumed = run_module("torch_trainer.train", "--resume", str(tmp_path / "part"))
+    resumed = run_main("torch_trainer.train", "--resume", str(tmp_path / "part"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)

@@ -7,7 +7,6 @@ from dataclasses import asdict, fields, replace
 import pytest
 
 from conftest import run_main, run_module
-from serving.contract import check_contract
 from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, family_config, \
     list_recipes, load_recipe, parse_args
 
@@ -152,15 +151,10 @@ def test_recipe_sets_defaults_and_flags_override_it(data_root, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["snapshot_steps"] == []  # snapshots 1
 
 
-def test_final_task_trains_a_named_recipe(data_root, tmp_path):
-    proc = run_module("trainer.final_task", "--recipe", "snapshot3", "--data-dir", str(data_root),
-                      "--job-dir", str(tmp_path / "job"), "--epochs", "3", "--weights", "none", "--batch-size", "16")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "job" / "checkpoint" / "metrics.json").read_text())
-    assert metrics["config"]["recipe"] == "snapshot3" and metrics["config"]["snapshots"] == 3
-    # 128 pictures in batches of 16: 8 steps an epoch, 9 of warm-up (one more than an epoch: 16 do not divide by 3), then three cycles of 5
-    assert metrics["snapshot_steps"] == [14, 19, 24]
-    # the main job exports the three snapshots as one graph with the contract
-    report = json.loads((tmp_path / "job" / "exported_model" / "assets.extra" / "export_report.json").read_text())
-    assert report["graph_ops"]["Conv2D"] == 60 and len(report["models"]) == 3
-    check_contract(tmp_path / "job" / "exported_model")
+def test_help_says_what_the_default_trains():
+    proc = run_main("torch_trainer.train", "--help")
+    assert proc.returncode == 0
+    assert "recipe resnet3-lite2-frozen-bn trains families" in proc.stdout
+    assert "exposure-ens3: 3 x resnet18 at 64 px from weights none, 15 epochs" in proc.stdout
+    assert "lite0-frozen-bn: 2 x efficientnet_lite0 at 128 px from weights imagenet, 4 epochs" in proc.stdout
+    assert "batch-norm statistics kept" in proc.stdout

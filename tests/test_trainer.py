@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import EXPORT_CHECKS, run_module
+from conftest import EXPORT_CHECKS, run_main, run_module
 from serving.contract import check_contract
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.config import DEFAULT_RECIPE, load_recipe
@@ -28,10 +28,8 @@ def test_jobs_run_the_default_recipe_unless_told():
     assert (cfg.recipe, cfg.ensemble, cfg.snapshots, cfg.epochs) == ("snapshot3", 1, 3, 3)
 
 
-def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
-    job = tmp_path / "job"
-    first = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *DEFAULT_FAST)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_final_task_exports_and_never_overwrites(default_job, data_root):
+    job = default_job
     export = job / "exported_model"
     check_contract(export)
     # the main job's model: a ResNet18 from random init and a Lite0 from the packaged weights, each family
@@ -47,18 +45,27 @@ def test_final_task_exports_and_never_overwrites(data_root, tmp_path):
     assert metrics["weights_sources"] == {m["family"]: [m["weights_source"]] for m in report["models"]}
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
     assert out["PROBABILITIES"].shape == (1, 4)
-    before = digest(export)
+    before = digest(export), digest(job / "checkpoint")
 
-    second = run_module("trainer.final_task", "--data-dir", str(data_root), "--job-dir", str(job), *DEFAULT_FAST)
+    # a second job into the same JOB_DIR, of a named recipe: three snapshots of one run, exported as one graph
+    second = run_module("trainer.final_task", "--recipe", "snapshot3", "--data-dir", str(data_root),
+                        "--job-dir", str(job), "--epochs", "3", "--weights", "none", "--batch-size", "16")
     assert second.returncode == 0, second.stderr[-3000:]
     stamped = [p for p in job.iterdir() if p.name.startswith("exported_model_")]
     assert len(stamped) == 1, list(job.iterdir())
     check_contract(stamped[0])
-    assert digest(export) == before
+    assert (digest(export), digest(job / "checkpoint")) == before  # the first job's folders are untouched
+    metrics = json.loads(next(job.glob("checkpoint_*/metrics.json")).read_text())
+    assert metrics["config"]["recipe"] == "snapshot3" and metrics["config"]["snapshots"] == 3
+    # 128 pictures in batches of 16: 8 steps an epoch, 9 of warm-up (one more than an epoch: 16 do not divide
+    # by 3), then three cycles of 5
+    assert metrics["snapshot_steps"] == [14, 19, 24]
+    report = json.loads((stamped[0] / "assets.extra" / "export_report.json").read_text())
+    assert report["graph_ops"]["Conv2D"] == 60 and len(report["models"]) == 3
 
 
 def test_task_reports_per_class_on_eval(data_root, tmp_path):
-    proc = run_module("trainer.task", "--data-dir", str(data_root), "--job-dir", str(tmp_path), *FAST)
+    proc = run_main("trainer.task", "--data-dir", str(data_root), "--job-dir", str(tmp_path), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "task_run" / "eval_report.json").read_text())
     assert list(report["per_class"]) == ["0white", "1black", "2blue", "3transparent"]
@@ -70,7 +77,7 @@ def test_task_reports_per_class_on_eval(data_root, tmp_path):
 def test_task_carves_validation_without_eval(data_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(data_root / "train", data / "train")
-    proc = run_module("trainer.task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"), *FAST)
+    proc = run_main("trainer.task", "--data-dir", str(data), "--job-dir", str(tmp_path / "job"), *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "job" / "task_run" / "metrics.json").read_text())
     report = json.loads((tmp_path / "job" / "task_run" / "eval_report.json").read_text())

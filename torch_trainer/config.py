@@ -193,11 +193,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
                         help=f"named settings from torch_trainer/recipes/ ({', '.join(list_recipes())}) or a "
                              f".json file; flags override them (default %(default)s)")
     add_train_args(parser, defaults)
+    if defaults.families:  # the flags' defaults below are the first family's: say what each family trains
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = f"recipe {defaults.recipe} trains families, each family's mean weighing the same " \
+                        f"(a flag on the command line applies to every family):\n" + "\n".join(
+                            "  " + family_summary(family_config(defaults, f), family_name(f)) for f in defaults.families)
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     cfg.recipe, cfg.families = defaults.recipe, defaults.families
     cfg.overrides = given_flags(argv, defaults)
     return args, cfg
+
+
+def family_summary(cfg: TrainConfig, name: str) -> str:
+    """One line on what a family trains: its models, their size, starting weights and schedule."""
+    return (f"{name}: {cfg.ensemble} x {cfg.arch} at {cfg.image_size} px from weights {cfg.weights}, "
+            f"{cfg.epochs} epochs, lr {cfg.lr:g} ({cfg.schedule}), crop {cfg.crop_scale:g}-1"
+            + (", batch-norm statistics kept" if cfg.freeze_bn else "")
+            + (f", colour cast {cfg.colour_cast:g}" if cfg.colour_cast != 1 else ""))
 
 
 def given_flags(argv: Sequence[str] | None, defaults: TrainConfig) -> dict:
