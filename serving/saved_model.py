@@ -82,8 +82,11 @@ class SavedModelPredictor:
         except tf.errors.InvalidArgumentError as err:
             # the batch is a string vector by construction, so the only argument that can be invalid is
             # the bytes: TF's decoders say "Unknown image file format" or "Invalid JPEG data"
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ImageDecodeError(f"an instance is not a decodable JPEG or PNG image: {first}") from err
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            # the decoder's own words; TF2's message opens with "Graph execution error:" and a node trace
+            said = next((line for line in lines if "image" in line.lower() or "jpeg" in line.lower()),
+                        lines[0] if lines else type(err).__name__)
+            raise ImageDecodeError(f"an instance is not a decodable JPEG or PNG image: {said}") from err
 
     def close(self) -> None:
         if self.loader == "graph":

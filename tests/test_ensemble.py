@@ -74,13 +74,13 @@ def test_ensemble_exports_as_one_graph_with_parity(ensemble_run, data_root, tmp_
 def test_interrupted_ensemble_resumes_to_the_same_model(ensemble_run, data_root, tmp_path):
     run, _ = ensemble_run
     part = tmp_path / "part"
-    first = run_module("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir",
+    first = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "train"), "--val-dir",
                        str(data_root / "eval"), "--output-dir", str(part), *ARGS, "--stop-after", "3")
     assert first.returncode == 0, first.stderr[-3000:]
     # member 0 finished, member 1 stopped after its first epoch: no ensemble yet
     assert (part / "member0" / "model.pt").is_file() and not (part / "member1" / "model.pt").exists()
     assert not (part / "model.pt").exists() and f"--resume {part}" in first.stdout
-    resumed = run_module("torch_trainer.train", "--resume", str(part))
+    resumed = run_main("torch_trainer.train", "--resume", str(part))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "member 1/2: already trained" in resumed.stdout
     a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
@@ -102,7 +102,7 @@ def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tm
             "--weights", "none", "--batch-size", "8", "--output-dir", str(run)]
     raw = []
     for step_args in (args + ["--stop-after", "2"], ["--resume", str(run), "--stop-after", "1"], ["--resume", str(run)]):
-        proc = run_module("torch_trainer.train", *step_args)
+        proc = run_main("torch_trainer.train", *step_args)
         assert proc.returncode == 0, proc.stderr[-3000:]
         raw.append(torch.load(run / "last.pt", weights_only=True)["training_state"]["model"])
     assert json.loads((run / "metrics.json").read_text())["snapshot_steps"] == [8, 12, 16]

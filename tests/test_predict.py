@@ -42,7 +42,7 @@ def test_predict_request_format_json(export, tmp_path):
     for label in (0, 2):
         drawn.append(tmp_path / f"{label}.jpg")
         draw_mug(label).save(drawn[-1], quality=95)
-    made = run_module("check_deployed_model.make_request", *map(str, drawn), "--format", "request",
+    made = run_main("check_deployed_model.make_request", *map(str, drawn), "--format", "request",
                       "-o", str(tmp_path / "request.json"))
     assert made.returncode == 0, made.stderr
     proc = run_module("check_deployed_model.predict", "--model-dir", str(model_dir), "--json-request",

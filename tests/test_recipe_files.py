@@ -6,7 +6,7 @@ from dataclasses import asdict, fields, replace
 
 import pytest
 
-from conftest import run_main, run_module
+from conftest import run_main
 from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, family_config, \
     list_recipes, load_recipe, parse_args
 
@@ -142,7 +142,7 @@ def test_unknown_recipe_lists_the_recipes(module, tmp_path):
 def test_recipe_sets_defaults_and_flags_override_it(data_root, tmp_path):
     recipe = tmp_path / "short.json"
     recipe.write_text(json.dumps({"epochs": 2, "ensemble": 1, "snapshots": 1, "batch_size": 16}))
-    proc = run_module("torch_trainer.train", "--recipe", str(recipe), "--train-dir", str(data_root / "eval"),
+    proc = run_main("torch_trainer.train", "--recipe", str(recipe), "--train-dir", str(data_root / "eval"),
                       "--output-dir", str(tmp_path / "run"), "--weights", "none", "--epochs", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
