@@ -84,7 +84,8 @@ class SavedModelPredictor:
             # the bytes: TF's decoders say "Unknown image file format" or "Invalid JPEG data"
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             # the decoder's own words; TF2's message opens with "Graph execution error:" and a node trace
-            said = next((line for line in lines if "image" in line.lower() or "jpeg" in line.lower()),
+            said = next((line for line in lines if not line.startswith(("Graph execution", "Detected at", "Node:", "File ", "[["))
+                         and any(word in line.lower() for word in ("image", "jpeg", "png"))),
                         lines[0] if lines else type(err).__name__)
             raise ImageDecodeError(f"an instance is not a decodable JPEG or PNG image: {said}") from err
 

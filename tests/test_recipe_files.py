@@ -20,7 +20,7 @@ PINNED_RESNET_FAMILY = dict(
     label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="", ensemble=3,
     member_image_sizes=[], crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0,
     colour_cast=1.0, amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0,
-    device="auto", train_dirs=[], val_dir=None, val_files=[], overrides={})
+    device="auto", train_dirs=[], val_dir=None, val_files=[], overrides={}, family_overrides={})
 # The Lite0 family as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on
 # the withheld scene); channels-last is speed only (1.60x a float32 step on AVX2).
 PINNED_LITE0_FAMILY = dict(PINNED_RESNET_FAMILY, recipe="lite0-ens2", arch="efficientnet_lite0", weights="imagenet",
@@ -158,3 +158,25 @@ def test_help_says_what_the_default_trains():
     assert "exposure-ens3: 3 x resnet18 at 64 px from weights none, 15 epochs" in proc.stdout
     assert "lite0-frozen-bn: 2 x efficientnet_lite0 at 128 px from weights imagenet, 4 epochs" in proc.stdout
     assert "batch-norm statistics kept" in proc.stdout
+
+
+def test_one_family_can_be_changed_on_the_command_line():
+    _, cfg = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:epochs=5", "--family",
+                                                    "exposure-ens3:crop-scale=0.6", "--seed", "3"])
+    resnets, lites = (family_config(cfg, f) for f in cfg.families)
+    assert (resnets.epochs, resnets.crop_scale, resnets.seed) == (15, 0.6, 3)
+    assert (lites.epochs, lites.crop_scale, lites.seed, lites.freeze_bn) == (5, 0.35, 3, True)
+    assert cfg.family_overrides == {"lite0-frozen-bn": {"epochs": 5}, "exposure-ens3": {"crop_scale": 0.6}}
+    assert cfg.overrides == {"seed": 3}
+    _, cfg = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:freeze-bn=false"])
+    assert family_config(cfg, cfg.families[1]).freeze_bn is False
+    for flag, message in (("lite1:epochs=5", "has no family 'lite1'"), ("lite0-frozen-bn:epoch=5", "not 'epoch'"),
+                          ("lite0-frozen-bn:epochs=five", "epochs takes a int, not 'five'"),
+                          ("lite0-frozen-bn:families=x", "not 'families'")):
+        proc = run_main("torch_trainer.train", "--family", flag, "--train-dir", "x", "--output-dir", "y")
+        assert proc.returncode == 2 and message in proc.stderr, (flag, proc.stderr)
+    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--family", "exposure-ens3:epochs=2",
+                    "--train-dir", "x", "--output-dir", "y")
+    assert proc.returncode == 2 and "has no family" in proc.stderr  # a recipe of one family has no families
+    proc = run_main("torch_trainer.train", "--resume", "somewhere", "--family", "lite0-frozen-bn:epochs=5")
+    assert proc.returncode == 2 and "--family would be ignored" in proc.stderr

@@ -4,7 +4,8 @@ A recipe is a small JSON file in `torch_trainer/recipes/` that sets some `TrainC
 `--recipe NAME` picks it (`--recipe path/to/file.json` reads any file). The dataclass defaults
 are the settings of `exposure-ens3`; a recipe's values replace them; a flag on the command line
 replaces both. A recipe of families (`"families": ["exposure-ens3", "lite0-ens2"]`) trains each
-named recipe as a family of the ensemble; a flag on the command line then applies to every family.
+named recipe as a family of the ensemble; a flag on the command line then applies to every family,
+`--family NAME:SETTING=VALUE` to one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "resnet3-lite2-frozen-bn"
 SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
 # where the run's data came from and which flags the command line gave: a record, not a recipe setting
-RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "val_files", "overrides")
+RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "val_files", "overrides", "family_overrides")
 # settings of ideas that lost on the withheld scene (docs/recipe-experiments.md), with the value that
 # turned each off: a run recorded before they went still resumes if it left them off
 RETIRED = {"swa_start": 0.0, "probe_epochs": 0, "wise_alpha": 1.0, "workers": 0}
@@ -83,6 +84,7 @@ class TrainConfig:
                                        # --resume validates on the same ones and never trains on them)
     overrides: dict = field(default_factory=dict)  # the training flags the command line gave (a record;
                                        # a recipe of families applies them to every family)
+    family_overrides: dict = field(default_factory=dict)  # {family: {setting: value}} from --family (a record)
 
 
 def list_recipes() -> list[str]:
@@ -162,8 +164,8 @@ def family_config(cfg: TrainConfig, family: str | dict) -> TrainConfig:
     if base.families:
         raise RecipeError(f"family {name!r} is itself a recipe of families; a family is one recipe of models")
     check_settings(f"family {name!r}", settings)
-    return replace(base, **{**settings, **cfg.overrides}, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir,
-                   val_files=cfg.val_files, overrides=cfg.overrides)
+    return replace(base, **{**settings, **cfg.overrides, **cfg.family_overrides.get(family_name(family), {})},
+                   train_dirs=cfg.train_dirs, val_dir=cfg.val_dir, val_files=cfg.val_files, overrides=cfg.overrides)
 
 
 def family_name(family: str | dict) -> str:
@@ -196,13 +198,45 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     if defaults.families:  # the flags' defaults below are the first family's: say what each family trains
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
         parser.epilog = f"recipe {defaults.recipe} trains families, each family's mean weighing the same " \
-                        f"(a flag on the command line applies to every family):\n" + "\n".join(
+                        f"(a flag applies to every family, --family NAME:SETTING=VALUE to one):\n" + "\n".join(
                             "  " + family_summary(family_config(defaults, f), family_name(f)) for f in defaults.families)
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     cfg.recipe, cfg.families = defaults.recipe, defaults.families
     cfg.overrides = given_flags(argv, defaults)
+    try:
+        cfg.family_overrides = family_flags(cfg.overrides.pop("family", []), defaults)
+    except RecipeError as err:
+        parser.error(str(err))
     return args, cfg
+
+
+def family_flags(flags: Sequence[str], recipe: TrainConfig) -> dict:
+    """{family: {setting: value}} of `--family NAME:SETTING=VALUE` flags, each value of its setting's
+    type; a RecipeError names a family the recipe lacks, an unknown setting or a bad value."""
+    names = [family_name(f) for f in recipe.families]
+    changes: dict = {}
+    for flag in flags:
+        name, _, assignment = flag.partition(":")
+        key, _, text = assignment.partition("=")
+        key = key.replace("-", "_")
+        if name not in names:
+            raise RecipeError(f"--family {flag}: recipe {recipe.recipe} has no family {name!r} "
+                              f"(its families: {', '.join(names) or 'none'})")
+        default = getattr(TrainConfig(), key, None)
+        if not text or key in RUN_FIELDS or key in ("families", "family_overrides") or \
+                not isinstance(default, (bool, int, float, str)):
+            raise RecipeError(f"--family {flag}: takes NAME:SETTING=VALUE with SETTING one of the training "
+                              f"settings (a --flag with _ for -), not {key!r}")
+        try:
+            value = (text.lower() in ("1", "true", "yes", "on") if text.lower() in ("1", "0", "true", "false",
+                     "yes", "no", "on", "off") else None) if type(default) is bool else type(default)(text)
+        except ValueError:
+            value = None
+        if value is None:
+            raise RecipeError(f"--family {flag}: {key} takes a {type(default).__name__}, not {text!r}")
+        changes.setdefault(name, {})[key] = value
+    return changes
 
 
 def family_summary(cfg: TrainConfig, name: str) -> str:
@@ -247,6 +281,9 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
                         "(default %(default)s: one cycle, one model)")
     g.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=d.freeze_bn,
                    help="keep the starting batch-norm statistics all run long (default %(default)s)")
+    g.add_argument("--family", action="append", default=[], metavar="NAME:SETTING=VALUE",
+                   help="change one family's setting (e.g. lite0-frozen-bn:epochs=5); repeat the flag for more. "
+                        "Every other flag changes every family")
     g.add_argument("--teacher", default=d.teacher, metavar="MODEL",
                    help="distil: train on the probabilities that MODEL (a run's model.pt, or a recipe name, "
                         "trained first into RUN/teacher) gives each augmented batch, instead of the labels "
@@ -261,7 +298,6 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
                         "AMX, else float32)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
                    help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
-    g.add_argument("--input-size", type=int, default=d.input_size, help="images are resized to this on load")
     g.add_argument("--image-size", type=int, default=d.image_size, help="the network's input size")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")

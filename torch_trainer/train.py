@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
     args, cfg = parse_args(parser, argv)
     if args.resume:  # a flag beside it would be ignored in silence: RUN's own settings are what resume
-        given = [f"--{k.replace('_', '-')}" for k in cfg.overrides] + [
+        given = [f"--{k.replace('_', '-')}" for k in cfg.overrides] + ["--family"] * bool(cfg.family_overrides) + [
             flag for flag, value in (("--recipe", args.recipe != DEFAULT_RECIPE), ("--train-dir", args.train_dir),
                                      ("--val-dir", args.val_dir), ("--output-dir", args.output_dir)) if value]
         if given:
