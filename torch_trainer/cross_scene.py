@@ -26,7 +26,7 @@ from mug_errors import NotFound, SettingsError
 from torch_trainer.augment import eval_view, train_view
 from torch_trainer.config import RUN_FIELDS, TrainConfig, family_config
 from torch_trainer.data import MugDataset
-from torch_trainer.fit import train_models
+from torch_trainer.runs import train_models
 from torch_trainer.run_folder import check_output_dir
 from torch_trainer.model import class_probabilities, load_checkpoint
 from torch_trainer.report import classification_report, format_classification_report, plot_confusion

@@ -15,7 +15,7 @@ from torch_trainer import distributed
 from torch_trainer.augment import eval_view, train_view
 from torch_trainer.config import TrainConfig
 from torch_trainer.data import DatasetError, MugDataset, group_split, near_duplicate_groups
-from torch_trainer.fit import train_models
+from torch_trainer.runs import train_models
 from torch_trainer.run_folder import check_output_dir, resume_config
 from torch_trainer.model import class_probabilities, load_checkpoint
 from torch_trainer.report import score_predictions

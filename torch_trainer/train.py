@@ -7,7 +7,7 @@
 Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state), RUN/config.json
 (the settings, for --resume), RUN/best.pt (best validation accuracy, when there is validation
 data) and RUN/metrics.json. With `--ensemble K` > 1 each model trains in RUN/memberI/ and
-RUN/model.pt holds all K. The job is `torch_trainer.jobs.train`; the loop `torch_trainer.fit`.
+RUN/model.pt holds all K. The job is `torch_trainer.jobs.train`; the run `torch_trainer.runs`, the loop `torch_trainer.fit`.
 """
 
 from __future__ import annotations
