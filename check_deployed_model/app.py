@@ -1,8 +1,8 @@
 """The local prediction server's ASGI app (`create_app`): the Google Cloud and TF Serving predict
 routes over a loaded SavedModel, a readiness route and a page to try a photo. Bad input (a request
 that does not parse, an instance that is not an image) gets HTTP 400 with {"error": "..."}; anything
-else is a fault of the server: HTTP 500, its traceback in the server's log. Like the hosted services, a body is at most 1.5 MB and a request holds at
-most `max_instances` instances. `check_deployed_model.local_server` runs it with uvicorn."""
+else is a fault of the server: HTTP 500, its traceback in the server's log. Like the hosted services,
+a body is at most 1.5 MB and a request holds at most `max_instances` instances. `check_deployed_model.local_server` runs it with uvicorn."""
 
 from __future__ import annotations
 

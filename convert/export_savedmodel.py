@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -158,8 +157,7 @@ def verify_export(export_dir: Path, classifier, input_size: int, blobs: list[byt
     images = load_images(blobs, input_size).permute(0, 2, 3, 1).numpy()
     cases = {"files": blobs, "png": [png(p) for p in images],
              "resized_png": [png(p, (input_size * 3, input_size * 2)) for p in images]}
-    report = parity(classifier, input_size, cases, model_dir=export_dir, serving_python=sys.executable,
-                    kernels=tuple(KERNELS))
+    report = parity(classifier, input_size, cases, model_dir=export_dir, kernels=tuple(KERNELS))
     require(report, str(export_dir), tol, cases=("files", "png"))
     return report
 

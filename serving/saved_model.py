@@ -11,12 +11,11 @@ import numpy as np
 from mug_errors import InputError, NotFound, SettingsError
 
 SIGNATURE, TAG = "serving_default", "serve"
+LOADERS = ("graph", "tf2")
 
 
 class ImageDecodeError(InputError):
     """An instance's bytes are not an image that `serving_default` decodes (JPEG, PNG, GIF, BMP)."""
-
-LOADERS = ("graph", "tf2")
 
 
 class SavedModelPredictor:
@@ -80,10 +79,9 @@ class SavedModelPredictor:
                 return dict(zip(names, values))
             return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
         except tf.errors.InvalidArgumentError as err:
-            # the batch is a string vector by construction, so the only argument that can be invalid is
-            # the bytes: TF's decoders say "Unknown image file format" or "Invalid JPEG data"
+            # the batch is a string vector by construction, so only the bytes can be invalid; quote the
+            # decoder ("Unknown image file format", "Invalid JPEG data"), not the node trace around it
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            # the decoder's own words; TF2's message opens with "Graph execution error:" and a node trace
             said = next((line for line in lines if not line.startswith(("Graph execution", "Detected at", "Node:", "File ", "[["))
                          and any(word in line.lower() for word in ("image", "jpeg", "png"))),
                         lines[0] if lines else type(err).__name__)

@@ -28,6 +28,7 @@ RUN_FIELDS = ("recipe", "train_dirs", "val_dir", "val_files", "overrides", "fami
 # settings of ideas that lost on the withheld scene (docs/recipe-experiments.md), with the value that
 # turned each off: a run recorded before they went still resumes if it left them off
 RETIRED = {"swa_start": 0.0, "probe_epochs": 0, "wise_alpha": 1.0, "workers": 0}
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 class RecipeError(SettingsError):
@@ -224,13 +225,12 @@ def family_flags(flags: Sequence[str], recipe: TrainConfig) -> dict:
             raise RecipeError(f"--family {flag}: recipe {recipe.recipe} has no family {name!r} "
                               f"(its families: {', '.join(names) or 'none'})")
         default = getattr(TrainConfig(), key, None)
-        if not text or key in RUN_FIELDS or key in ("families", "family_overrides") or \
-                not isinstance(default, (bool, int, float, str)):
+        # lists (families, member sizes) and dicts are not single settings; records are not settings at all
+        if not text or key in RUN_FIELDS or not isinstance(default, (bool, int, float, str)):
             raise RecipeError(f"--family {flag}: takes NAME:SETTING=VALUE with SETTING one of the training "
                               f"settings (a --flag with _ for -), not {key!r}")
         try:
-            value = (text.lower() in ("1", "true", "yes", "on") if text.lower() in ("1", "0", "true", "false",
-                     "yes", "no", "on", "off") else None) if type(default) is bool else type(default)(text)
+            value = BOOLEANS.get(text.lower()) if type(default) is bool else type(default)(text)
         except ValueError:
             value = None
         if value is None:
