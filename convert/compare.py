@@ -48,33 +48,36 @@ def compare(reference: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
 
 def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loaders: Sequence[str] = LOADERS,
                        serving_python: str | None = None, batch_size: int = 100,
-                       kernel: str | None = None) -> dict[str, dict[str, Any]]:
-    """{loader: {"PROBABILITIES", "CLASSES", "load_seconds"}} of `serving_default` on `blobs`.
+                       kernels: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """{MODEL: {"PROBABILITIES", "CLASSES", "load_seconds"}} of `serving_default` on `blobs`.
 
-    With `serving_python` or `kernel` (a key of KERNELS), in a fresh process of that interpreter
-    (default this one's) with those kernels (`convert.verify`); otherwise in this process."""
-    if serving_python is None and kernel is None:
+    Without `serving_python` and `kernels`, in this process, MODEL a loader; otherwise in fresh
+    processes of `serving_python` (default this one's, `convert.verify`), one per kernel library
+    of `kernels` (keys of KERNELS), MODEL "LOADER-KERNEL" ("graph-onednn"), or a loader without them."""
+    if serving_python is None and not kernels:
         return run_loaders(model_dir, blobs, loaders, batch_size)
-    serving_python = serving_python or sys.executable
-    env = dict(os.environ)
-    if kernel is not None:
-        env["TF_ENABLE_ONEDNN_OPTS"] = KERNELS[kernel]
+    outputs = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i:05d}.img" for i in range(len(blobs))]
-        for path, blob in zip(files, blobs):
+        for path, blob in zip(files, blobs):  # written once, read by every process
             path.write_bytes(blob)
-        out = Path(tmp) / "outputs.npz"
-        cmd = [serving_python, "-m", "convert.verify", "--model-dir", str(Path(model_dir).resolve()), "--out", str(out),
-               "--loaders", *loaders, "--batch-size", str(batch_size), *map(str, files)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        if proc.returncode != 0:
-            how = f"{serving_python}" + (f", TF_ENABLE_ONEDNN_OPTS={KERNELS[kernel]} ({kernel})" if kernel else "")
-            died = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
-            raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
-                            f"({how}){died}:\n{proc.stderr[-4000:]}")
-        with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
-            return {loader: {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
-                    for loader in loaders}
+        for kernel in kernels or [None]:
+            out = Path(tmp) / f"outputs-{kernel}.npz"
+            cmd = [serving_python or sys.executable, "-m", "convert.verify", "--model-dir",
+                   str(Path(model_dir).resolve()), "--out", str(out), "--loaders", *loaders,
+                   "--batch-size", str(batch_size), *map(str, files)]
+            env = dict(os.environ, **({"TF_ENABLE_ONEDNN_OPTS": KERNELS[kernel]} if kernel else {}))
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            if proc.returncode != 0:
+                how = cmd[0] + (f", TF_ENABLE_ONEDNN_OPTS={KERNELS[kernel]} ({kernel})" if kernel else "")
+                died = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
+                raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
+                                f"({how}){died}:\n{proc.stderr[-4000:]}")
+            with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
+                outputs.update({loader if kernel is None else f"{loader}-{kernel}":
+                                {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
+                                for loader in loaders})
+    return outputs
 
 
 def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[bytes]],
@@ -101,9 +104,8 @@ def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[
 
     if onnx_path is not None:
         add("onnxruntime", onnx_probabilities(onnx_session(onnx_path), images, batch_size))
-    for kernel in (kernels or [None]) if model_dir is not None else []:
-        for loader, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size, kernel).items():
-            model = loader if kernel is None else f"{loader}-{kernel}"
+    if model_dir is not None:
+        for model, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size, kernels).items():
             if not np.array_equal(out["CLASSES"], out["PROBABILITIES"].argmax(1)):
                 raise ParityError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({model})")
             report[f"{model}_load_seconds"] = round(float(out["load_seconds"]), 3)
