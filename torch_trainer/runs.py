@@ -36,6 +36,7 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     """
     out = Path(output_dir)
     log = log if distributed.is_main() else quiet
+    check_ensemble(cfg)
     record_config(cfg, out)
     if cfg.teacher and not is_checkpoint(cfg.teacher):
         teacher = train_teacher(cfg, train_set, val_set, class_names, out / "teacher", log, resume, stop_after)
@@ -46,6 +47,14 @@ def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, 
     if cfg.families:
         return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
     return train_ensemble(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
+
+
+def check_ensemble(cfg: TrainConfig) -> None:
+    """SettingsError for an ensemble size or member sizes that do not fit, before anything is written."""
+    if cfg.ensemble < 1:
+        raise SettingsError(f"--ensemble must be at least 1, not {cfg.ensemble}")
+    if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
+        raise SettingsError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
 
 
 def record_config(cfg: TrainConfig, out: Path) -> None:
@@ -62,10 +71,7 @@ def train_ensemble(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     Member i trains with seed `cfg.seed + i` in RUN/memberI/ (its own model.pt, last.pt and
     metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
     probabilities) and RUN/metrics.json the members' metrics and the ensemble's validation."""
-    if cfg.ensemble < 1:
-        raise SettingsError(f"--ensemble must be at least 1, not {cfg.ensemble}")
-    if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
-        raise SettingsError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
+    check_ensemble(cfg)
     if cfg.teacher and not is_checkpoint(cfg.teacher):
         raise SettingsError(f"--teacher {cfg.teacher}: a family's teacher must be a trained model.pt; a recipe "
                             f"teacher is trained for a whole run, not for one family")
