@@ -24,7 +24,8 @@ from torchvision.transforms import v2
 from bench.machine import cpu_description
 from mug_errors import command
 from torch_trainer.augment import RATIO, BatchAugment
-from torch_trainer.config import TrainConfig, parse_args
+from torch_trainer.config import TrainConfig
+from torch_trainer.flags import parse_args
 from torch_trainer.data import MugDataset
 
 
@@ -69,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="class-per-folder photos")
     parser.add_argument("--rounds", type=int, default=5)
-    args, cfg = parse_args(parser, argv)
+    args, run = parse_args(parser, argv)
+    cfg = run.models[0]
     data = MugDataset(args.data_dir, cfg.input_size)
     rates = measure_augmentation(cfg, data, args.rounds)
     print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {len(data)} photos, "
-          f"recipe {cfg.recipe}, batches of {cfg.batch_size}, median of {args.rounds} rounds")
+          f"recipe {run.recipe} (its first model), batches of {cfg.batch_size}, median of {args.rounds} rounds")
     print(f"{'augmentation':14s} {'images/s':>10s} {'ratio':>7s}")
     for name, rate in rates.items():
         print(f"{name:14s} {rate:10.0f} {rate / rates['per picture']:7.2f}")

@@ -177,7 +177,9 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
         raise OutputExists(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
     classifier, meta = load_checkpoint(checkpoint)
     input_size, num_classes = meta["input_size"], len(meta["class_names"])
-    image_dir = images or next(iter(meta.get("train_config", {}).get("train_dirs", [])), None)
+    # the run's record (a checkpoint written before 2026-12-05 kept the folders beside its settings)
+    record = meta.get("run") or meta.get("train_config") or {}
+    image_dir = images or next(iter(record.get("train_dirs", [])), None)
     if image_dir is None or not Path(image_dir).is_dir():
         raise NotFound(f"--images: need a folder of real images to check the conversion with "
                        f"(checkpoint's training folder {image_dir!r} is not available)")

@@ -82,7 +82,7 @@ def test_interrupted_ensemble_resumes_to_the_same_model(ensemble_run, data_root,
     assert not (part / "model.pt").exists() and f"--resume {part}" in first.stdout
     resumed = run_main("torch_trainer.train", "--resume", str(part))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "member 1/2: already trained" in resumed.stdout
+    assert "model 1/2: already trained" in resumed.stdout
     a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(part / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -9,13 +9,13 @@ import torch
 
 from torch_trainer.augment import train_view
 from torch_trainer.build import make_scheduler
-from torch_trainer.config import TrainConfig
+from torch_trainer.config import Family, RunConfig, TrainConfig
 from torch_trainer.data import MugDataset
 from torch_trainer.distill import soft_target_loss
 from torch_trainer.fit import Fitter
 from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
 
-SMALL = dict(weights="none", batch_size=16, ensemble=1, amp="off")
+SMALL = dict(weights="none", batch_size=16, amp="off")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_a_teacher_named_by_recipe_is_trained_first_and_a_stopped_run_resumes(da
     from torch_trainer import jobs
     teacher = tmp_path / "teacher.json"
     teacher.write_text(json.dumps({"epochs": 1, "ensemble": 2, "batch_size": 16, "amp": "off"}))
-    student = TrainConfig(epochs=1, teacher=str(teacher), **SMALL)
+    student = RunConfig([Family("student", [TrainConfig(epochs=1, teacher=str(teacher), **SMALL)])], "student")
     out = tmp_path / "run"
     first = jobs.train(student, out, data_root / "eval", stop_after=2, log=lambda *a: None)
     # the stop came after the teacher's two members, before the student
@@ -108,4 +108,5 @@ def test_a_teacher_named_by_recipe_is_trained_first_and_a_stopped_run_resumes(da
     assert metrics["complete"] and metrics["config"]["teacher"] == str(out / "teacher" / "model.pt")
     model, meta = load_checkpoint(out / "model.pt")
     assert isinstance(model, MugClassifier)  # only the student is served
-    assert json.loads((out / "config.json").read_text())["teacher"] == str(teacher)  # the run's record: the recipe
+    # the run's record: the recipe
+    assert json.loads((out / "config.json").read_text())["families"][0]["models"][0]["teacher"] == str(teacher)

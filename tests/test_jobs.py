@@ -10,7 +10,7 @@ import mug_errors
 from conftest import ROOT, cli_modules, run_main
 from mug_errors import CheckFailed, MugError, OutputExists, SettingsError, command
 from torch_trainer import jobs
-from torch_trainer.config import load_recipe
+from torch_trainer.recipes import load_recipe
 from torch_trainer.cross_scene import check_seeds
 
 CLI_PACKAGES = ("torch_trainer", "convert", "trainer", "check_deployed_model", "bench")
@@ -64,41 +64,39 @@ def test_command_lines_catch_nothing_and_stay_thin():
 
 
 def test_train_job_returns_its_metrics_and_never_overwrites(data_root, tmp_path):
-    cfg = load_recipe("exposure-ens3")
-    cfg.epochs, cfg.ensemble, cfg.weights, cfg.batch_size = 1, 1, "none", 16
-    metrics = jobs.train(cfg, tmp_path / "run", data_root / "train", data_root / "eval", log=lambda *a: None)
+    run = load_recipe("exposure-ens3", {"epochs": 1, "ensemble": 1, "weights": "none", "batch_size": 16})
+    metrics = jobs.train(run, tmp_path / "run", data_root / "train", data_root / "eval", log=lambda *a: None)
     assert metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["num_train"], metrics["num_val"]) == (96, 32) and metrics["complete"]
-    assert cfg.train_dirs == [str((data_root / "train").resolve())]  # what --resume reads back
+    assert run.train_dirs == [str((data_root / "train").resolve())]  # what --resume reads back
     assert json.loads((tmp_path / "run" / "config.json").read_text())["val_dir"] == str((data_root / "eval").resolve())
     before = (tmp_path / "run" / "model.pt").read_bytes()
     with pytest.raises(OutputExists, match="--overwrite"):
-        jobs.train(cfg, tmp_path / "run", data_root / "train")
+        jobs.train(run, tmp_path / "run", data_root / "train")
     assert (tmp_path / "run" / "model.pt").read_bytes() == before
     report = jobs.evaluate_checkpoint(tmp_path / "run" / "model.pt", data_root / "eval")
     assert report["images"] == 32 and report["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
 
 
 def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root):
-    cfg = load_recipe("exposure-ens3")
-    train, val, names = jobs.load_data(cfg, data_root / "train", hold_out=0.25, log=lambda *a: None)
+    run = load_recipe("exposure-ens3")
+    train, val, names = jobs.load_data(run, data_root / "train", hold_out=0.25, log=lambda *a: None)
     assert len(train) + len(val) == 96 and 12 <= len(val) <= 40 and names == ["0white", "1black", "2blue", "3transparent"]
     assert not set(train.indices) & set(val.indices)
-    assert cfg.val_dir is None
+    assert run.val_dir is None and len(run.val_files) == len(val)
     train, val, _ = jobs.load_data(load_recipe("exposure-ens3"), [data_root / "train", data_root / "eval"])
     assert len(train) == 128 and val is None
 
 
 def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_trains_on_them(data_root, tmp_path,
                                                                                           monkeypatch):
-    cfg = load_recipe("exposure-ens3")
-    cfg.epochs, cfg.ensemble, cfg.batch_size, cfg.amp = 2, 1, 32, "off"
+    settings = {"epochs": 2, "ensemble": 1, "batch_size": 32, "amp": "off"}
     seen = []
-    real = jobs.train_models
-    monkeypatch.setattr(jobs, "train_models", lambda c, train, val, *a, **k: seen.append((train, val)) or real(
+    real = jobs.train_run
+    monkeypatch.setattr(jobs, "train_run", lambda c, train, val, *a, **k: seen.append((train, val)) or real(
         c, train, val, *a, **k))
     run = tmp_path / "run"
-    jobs.train(cfg, run, data_root / "train", hold_out=0.25, stop_after=1, log=lambda *a: None)
+    jobs.train(load_recipe("exposure-ens3", settings), run, data_root / "train", hold_out=0.25, stop_after=1, log=lambda *a: None)
     recorded = json.loads((run / "config.json").read_text())["val_files"]
     assert 12 <= len(recorded) <= 40
     metrics = jobs.resume(run, log=lambda *a: None)
@@ -110,10 +108,10 @@ def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_train
 
 
 def test_validate_refuses_overlapping_seeds_before_it_trains():
-    cfg = load_recipe("exposure-ens3")
+    run = load_recipe("exposure-ens3")
     with pytest.raises(SettingsError, match=r"space them by 3 or more \(e.g. 0 3\)"):
-        check_seeds(cfg, [0, 1])
-    check_seeds(cfg, [0, 3, 6])
+        check_seeds(run, [0, 1])
+    check_seeds(run, [0, 3, 6])
     default = load_recipe("resnet3-lite2")  # families: the widest family's ensemble decides
     with pytest.raises(SettingsError, match="S..S\\+2"):
         check_seeds(default, [0, 2])
@@ -140,3 +138,4 @@ def test_a_resumed_families_run_keeps_the_settings_it_started_with(data_root, tm
     metrics = jobs.resume(run, log=lambda *a: None)
     assert metrics["complete"]
     assert json.loads((run / "b" / "metrics.json").read_text())["config"]["epochs"] == 1
+    assert [f["name"] for f in json.loads((run / "config.json").read_text())["families"]] == ["a", "b"]

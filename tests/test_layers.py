@@ -69,3 +69,16 @@ def test_no_module_imports_a_command_line_module():
     assert {"torch_trainer.train", "convert.to_savedmodel", "trainer.final_task"} <= clis  # the scan sees them
     wrong = [(name, target) for name, found in project_modules().items() for target in found if target in clis]
     assert not wrong, wrong
+
+
+def test_the_house_stays_lean(monkeypatch):
+    """No module over 400 lines, a README of at most 250, at most 35 options to torch_trainer.train."""
+    from conftest import run_main
+    long = [path for package in PACKAGES + ("tests",) for path in (ROOT / package).glob("*.py")
+            if len(path.read_text().splitlines()) > 400]
+    assert not long, long
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+    monkeypatch.setenv("COLUMNS", "400")
+    options = [line.split()[0] for line in run_main("torch_trainer.train", "--help").stdout.splitlines()
+               if line.startswith("  --") and not line.startswith("  --help")]
+    assert "--family" in options and "--resume" in options and len(options) <= 35, options

@@ -1,7 +1,7 @@
 """The training recipe's tools: shoots, cross-scene validation, evaluation, resume, repeatability."""
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,7 +10,8 @@ import torch
 from draw_mug import CLASS_NAMES, draw_mug
 from conftest import run_main
 from torch_trainer.data import MugDataset
-from torch_trainer.config import TrainConfig, load_recipe
+from torch_trainer.config import Family, RunConfig, TrainConfig
+from torch_trainer.recipes import load_recipe
 from torch_trainer.cross_scene import score_report, summary_lines, validate
 from torch_trainer.report import format_classification_report
 from torch_trainer.shoots import find_shoots
@@ -117,12 +118,24 @@ def test_a_retired_option_is_refused_with_what_to_do(data_root, tmp_path, capsys
     from torch_trainer.run_folder import resume_config
     run = tmp_path / "old"
     run.mkdir()
-    old = dict(json.loads(json.dumps(asdict(TrainConfig()))), swa_start=0.0, probe_epochs=0, wise_alpha=1.0, workers=0)
+    old = dict(asdict(TrainConfig()), recipe="exposure-ens3", families=[], ensemble=3, member_image_sizes=[],
+               train_dirs=["/data"], val_dir=None, val_files=[], overrides={}, family_overrides={},
+               swa_start=0.0, probe_epochs=0, wise_alpha=1.0, workers=0)
     (run / "config.json").write_text(json.dumps(old))
-    assert resume_config(run) == TrainConfig()
+    assert resume_config(run) == RunConfig([Family("exposure-ens3", [TrainConfig(seed=s) for s in (0, 1, 2)])],
+                                           "exposure-ens3", train_dirs=["/data"])
     (run / "config.json").write_text(json.dumps(dict(old, wise_alpha=0.5)))
     with pytest.raises(ValueError, match="sets wise_alpha, an option that has been retired"):
         resume_config(run)
+    # a families run of then: its flat settings (the first family's) and each family's in families.json
+    (run / "config.json").write_text(json.dumps(dict(old, recipe="two", families=["exposure-ens3", "lite0-ens2"])))
+    with pytest.raises(FileNotFoundError, match="families.json"):
+        resume_config(run)
+    lite = dict(old, recipe="lite0-ens2", ensemble=2, arch="efficientnet_lite0", image_size=128, seed=4)
+    (run / "families.json").write_text(json.dumps([dict(old, seed=4), lite]))
+    assert [(f.name, [(m.arch, m.image_size, m.seed) for m in f.models]) for f in resume_config(run).families] == [
+        ("exposure-ens3", [("resnet18", 64, 4), ("resnet18", 64, 5), ("resnet18", 64, 6)]),
+        ("lite0-ens2", [("efficientnet_lite0", 128, 4), ("efficientnet_lite0", 128, 5)])]
 
 
 def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
@@ -137,8 +150,8 @@ def test_same_seed_same_model_other_seed_differs(data_root, tmp_path):
 def test_bench_ensemble_scores_each_seed_and_their_average(two_shoots, tmp_path):
     from torch_trainer.model import class_probabilities, load_checkpoint
     out = tmp_path / "report"
-    cfg = replace(load_recipe("exposure-ens3"), epochs=1, ensemble=1, weights="none", batch_size=16)
-    summary = validate(cfg, two_shoots, out, seeds=(0, 1), log=lambda *a: None)
+    run = load_recipe("exposure-ens3", {"epochs": 1, "ensemble": 1, "weights": "none", "batch_size": 16})
+    summary = validate(run, two_shoots, out, seeds=(0, 1), log=lambda *a: None)
     assert summary == json.loads((out / "report.json").read_text())
     runs = {(r["seed"], r["fold"]): r["accuracy"] for r in summary["runs"]}
     proc = run_main("torch_trainer.ensemble_accuracy", "--report", str(out), "--data-dir", str(two_shoots), "--sizes", "2")

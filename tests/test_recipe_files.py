@@ -2,79 +2,78 @@
 
 import argparse
 import json
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 
 import pytest
 
 from conftest import run_main
-from torch_trainer.config import DEFAULT_RECIPE, RECIPE_DIR, RecipeError, TrainConfig, family_config, \
-    list_recipes, load_recipe, parse_args
+from torch_trainer.config import DEFAULT_RECIPE, Family, TrainConfig
+from torch_trainer.flags import parse_args
+from torch_trainer.recipes import RECIPE_DIR, RecipeError, list_recipes, load_recipe
 
 
-# The settings of exposure-ens3, the ResNet18 family of the default (TrainConfig's defaults), as the
-# withheld-scene figures of rounds 1 and 2 set them; `weights` none is what every ResNet18 scored so far
+# One model of exposure-ens3, the ResNet18 family of the default (TrainConfig's defaults), as the
+# withheld-scene figures of rounds 1 and 2 set it; `weights` none is what every ResNet18 scored so far
 # started from. A change here is a change of the default: it needs a withheld-scene figure behind it.
-PINNED_RESNET_FAMILY = dict(
-    recipe="exposure-ens3", families=[], arch="resnet18", weights="none", epochs=15, batch_size=64,
-    lr=2e-3, backbone_lr_scale=0.1, weight_decay=0.05, warmup_epochs=1.0, schedule="warmup-then-cosine",
-    label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="", ensemble=3,
-    member_image_sizes=[], crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0,
-    colour_cast=1.0, amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0,
-    device="auto", train_dirs=[], val_dir=None, val_files=[], overrides={}, family_overrides={})
-# The Lite0 family as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on
-# the withheld scene); channels-last is speed only (1.60x a float32 step on AVX2).
-PINNED_LITE0_FAMILY = dict(PINNED_RESNET_FAMILY, recipe="lite0-ens2", arch="efficientnet_lite0", weights="imagenet",
-                           image_size=128, lr=1e-3, backbone_lr_scale=1.0, epochs=4, schedule="cosine-under-warmup",
-                           ensemble=2, channels_last="on")
-# The default's Lite0 family since round 3: the same with ImageNet's batch-norm statistics kept (families
+PINNED_RESNET = dict(
+    arch="resnet18", weights="none", epochs=15, batch_size=64, lr=2e-3, backbone_lr_scale=0.1, weight_decay=0.05,
+    warmup_epochs=1.0, schedule="warmup-then-cosine", label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="",
+    crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0, colour_cast=1.0,
+    amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0, device="auto")
+# A Lite0 as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on the withheld
+# scene); channels-last is speed only (1.60x a float32 step on AVX2).
+PINNED_LITE0 = dict(PINNED_RESNET, arch="efficientnet_lite0", weights="imagenet", image_size=128, lr=1e-3,
+                    backbone_lr_scale=1.0, epochs=4, schedule="cosine-under-warmup", channels_last="on")
+# The default's Lite0s since round 3: the same with ImageNet's batch-norm statistics kept (families
 # with the ResNet18s 0.999 / 0.985 / 0.971 on seeds 0 / 3 / 6, against 0.929 / 0.991 / 0.928)
-PINNED_FROZEN_BN_FAMILY = dict(PINNED_LITE0_FAMILY, recipe="lite0-frozen-bn", freeze_bn=True)
+PINNED_FROZEN_BN = dict(PINNED_LITE0, freeze_bn=True)
+
+
+def models(settings: dict, seeds) -> list[TrainConfig]:
+    """The models of a family of `settings`, one per seed."""
+    return [TrainConfig(**dict(settings, seed=seed)) for seed in seeds]
 
 
 def test_the_default_recipe_is_pinned():
     assert DEFAULT_RECIPE == "resnet3-lite2-frozen-bn"
-    default = load_recipe()
-    assert default.families == ["exposure-ens3", "lite0-frozen-bn"]
-    assert {f.name: getattr(TrainConfig(), f.name) for f in fields(TrainConfig)} == PINNED_RESNET_FAMILY
-    resnets, lites = (family_config(default, f) for f in default.families)
-    assert asdict(resnets) == PINNED_RESNET_FAMILY
-    assert asdict(lites) == PINNED_FROZEN_BN_FAMILY
+    assert asdict(TrainConfig()) == PINNED_RESNET
+    assert load_recipe().families == [Family("exposure-ens3", models(PINNED_RESNET, [0, 1, 2])),
+                                      Family("lite0-frozen-bn", models(PINNED_FROZEN_BN, [0, 1]))]
     # the default until round 3 stays a recipe, unchanged
-    old = load_recipe("resnet3-lite2")
-    assert old.families == ["exposure-ens3", "lite0-ens2"]
-    assert asdict(family_config(old, old.families[1])) == PINNED_LITE0_FAMILY
+    assert load_recipe("resnet3-lite2").families == [Family("exposure-ens3", models(PINNED_RESNET, [0, 1, 2])),
+                                                     Family("lite0-ens2", models(PINNED_LITE0, [0, 1]))]
 
 
 def test_every_recipe_file_loads_and_says_what_it_tests():
     names = list_recipes()
     assert DEFAULT_RECIPE in names and "exposure-ens3" in names and "lite0-ens2" in names
     # the dataclass defaults are exposure-ens3: its file sets nothing else
-    assert load_recipe("exposure-ens3") == TrainConfig()
-    settings = {f.name for f in fields(TrainConfig)}
+    assert load_recipe("exposure-ens3").families == [Family("exposure-ens3", models(PINNED_RESNET, [0, 1, 2]))]
     for name in names:
         values = json.loads((RECIPE_DIR / f"{name}.json").read_text())
-        assert values.get("description"), f"{name}.json says what idea it tests"
-        cfg = load_recipe(name)
-        assert cfg.recipe == name
-        for key, value in values.items():
-            if key != "description":
-                assert key in settings and getattr(cfg, key) == value
+        assert values.pop("description"), f"{name}.json says what idea it tests"
+        run = load_recipe(name)
+        assert run.recipe == name
+        if "families" not in values:  # one family, written short: each setting is its models'
+            family = run.families[0].models
+            assert len(family) == values.pop("ensemble", 3)
+            assert [m.image_size for m in family] == values.pop("member_image_sizes", [family[0].image_size] * len(family))
+            assert all(getattr(m, key) == value for key, value in values.items() for m in family)
     # candidates differ from the default in something
     default = load_recipe()
-    assert all(load_recipe(n) != replace(default, recipe=n) for n in names if n != DEFAULT_RECIPE)
+    assert all(load_recipe(n).families != default.families for n in names if n != DEFAULT_RECIPE)
 
 
 def test_the_candidates_change_one_family_or_distil_the_default():
     """Round 4's candidates (issue 38): the ResNet18 family cropped or colour-cast beside the default's
     Lite0s, and two single students of the default."""
     for name, changed in (("whole-mug-lite2", {"crop_scale": 0.6}), ("colour-cast-lite2", {"colour_cast": 1.2})):
-        cfg = load_recipe(name)
-        resnets, lites = (family_config(cfg, f) for f in cfg.families)
-        assert asdict(resnets) == dict(PINNED_RESNET_FAMILY, recipe=resnets.recipe, **changed)
-        assert asdict(lites) == PINNED_FROZEN_BN_FAMILY
-    for name, family in (("distill-lite0", PINNED_FROZEN_BN_FAMILY), ("distill-resnet18", PINNED_RESNET_FAMILY)):
-        cfg = load_recipe(name)
-        assert asdict(cfg) == dict(family, recipe=name, ensemble=1, teacher=DEFAULT_RECIPE)
+        resnets, lites = load_recipe(name).families
+        assert resnets.models == models(dict(PINNED_RESNET, **changed), [0, 1, 2])
+        assert lites == Family("lite0-frozen-bn", models(PINNED_FROZEN_BN, [0, 1]))
+    for name, family in (("distill-lite0", PINNED_FROZEN_BN), ("distill-resnet18", PINNED_RESNET)):
+        assert load_recipe(name).models == models(dict(family, teacher=DEFAULT_RECIPE), [0])
+    assert [m.image_size for m in load_recipe("mixed-res").models] == [64, 64, 128]
     for retired in ("lite0-lpft", "lite0-wise-ft", "lite1"):
         assert retired not in list_recipes()
 
@@ -93,21 +92,27 @@ def test_a_recipe_of_families_is_checked(tmp_path):
     bad.write_text(json.dumps({"families": ["exposure-ens3", 7]}))
     with pytest.raises(RecipeError, match=r"mixed\.json: families is a list of recipe names"):
         load_recipe(str(bad))
+    bad.write_text(json.dumps({"families": ["exposure-ens3", "exposure-ens3"]}))
+    with pytest.raises(RecipeError, match="two families share a name"):
+        load_recipe(str(bad))
     bad.write_text(json.dumps({"families": ["exposure-ens3", "no-such-recipe"]}))
     with pytest.raises(RecipeError, match="unknown recipe 'no-such-recipe'"):
         load_recipe(str(bad))
+    # an entry with settings of its own is a family of its own name
+    bad.write_text(json.dumps({"families": ["exposure-ens3", {"recipe": "exposure-ens3", "image_size": 32}]}))
+    run = load_recipe(str(bad))
+    assert [f.name for f in run.families] == ["exposure-ens3", "exposure-ens3-image_size=32"]
+    assert run.families[1].models == models(dict(PINNED_RESNET, image_size=32), [0, 1, 2])
 
 
 def test_command_line_flags_apply_to_every_family():
-    parser = argparse.ArgumentParser()
-    _, cfg = parse_args(parser, ["--epochs", "1", "--ensemble", "1", "--seed", "4"])
-    assert cfg.overrides == {"epochs": 1, "ensemble": 1, "seed": 4}
-    for family in cfg.families:
-        fam = family_config(cfg, family)
-        assert (fam.epochs, fam.ensemble, fam.seed) == (1, 1, 4)
+    _, run = parse_args(argparse.ArgumentParser(), ["--epochs", "1", "--ensemble", "1", "--seed", "4"])
+    assert run.overrides == {"epochs": 1, "ensemble": 1, "seed": 4}
+    assert [(len(f.models), f.models[0].epochs, f.models[0].seed) for f in run.families] == [(1, 1, 4)] * 2
     # what the command line leaves alone stays each family's own
-    assert [family_config(cfg, f).image_size for f in cfg.families] == [64, 128]
-    assert [family_config(cfg, f).lr for f in cfg.families] == [2e-3, 1e-3]
+    assert [(m.image_size, m.lr) for m in run.models] == [(64, 2e-3), (128, 1e-3)]
+    _, run = parse_args(argparse.ArgumentParser(), ["--ensemble", "2", "--member-image-sizes", "64", "96"])
+    assert [[(m.image_size, m.seed) for m in f.models] for f in run.families] == [[(64, 0), (96, 1)]] * 2
 
 
 def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
@@ -123,8 +128,8 @@ def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
         load_recipe(str(bad))
     good = tmp_path / "mine.json"
     good.write_text(json.dumps({"epochs": 3, "lr": 1, "ensemble": 1}))
-    cfg = load_recipe(str(good))
-    assert (cfg.epochs, cfg.lr, cfg.ensemble, cfg.recipe) == (3, 1.0, 1, str(good))
+    run = load_recipe(str(good))
+    assert run.recipe == str(good) and run.families == [Family("mine", models(dict(PINNED_RESNET, epochs=3, lr=1.0), [0]))]
 
 
 @pytest.mark.parametrize("module", ["torch_trainer.train", "trainer.final_task", "trainer.task",
@@ -145,38 +150,53 @@ def test_recipe_sets_defaults_and_flags_override_it(data_root, tmp_path):
     proc = run_main("torch_trainer.train", "--recipe", str(recipe), "--train-dir", str(data_root / "eval"),
                       "--output-dir", str(tmp_path / "run"), "--weights", "none", "--epochs", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
-    assert config["recipe"] == str(recipe)
-    assert (config["epochs"], config["batch_size"], config["ensemble"]) == (1, 16, 1)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["snapshot_steps"] == []  # snapshots 1
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["recipe"] == str(recipe) and record["overrides"] == {"weights": "none", "epochs": 1}
+    [family] = record["families"]
+    assert [(m["epochs"], m["batch_size"], m["weights"]) for m in family["models"]] == [(1, 16, "none")]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"] == family["models"][0] and metrics["snapshot_steps"] == []  # snapshots 1
 
 
-def test_help_says_what_the_default_trains():
+def test_help_says_what_the_default_trains(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line a flag
     proc = run_main("torch_trainer.train", "--help")
     assert proc.returncode == 0
-    assert "recipe resnet3-lite2-frozen-bn trains families" in proc.stdout
+    assert "recipe resnet3-lite2-frozen-bn trains 2 families" in proc.stdout
     assert "exposure-ens3: 3 x resnet18 at 64 px from weights none, 15 epochs" in proc.stdout
     assert "lite0-frozen-bn: 2 x efficientnet_lite0 at 128 px from weights imagenet, 4 epochs" in proc.stdout
     assert "batch-norm statistics kept" in proc.stdout
+    # each flag's value is the recipe's, family by family where they differ, never one family's alone
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip().startswith("--")}
+    assert lines["--epochs"].endswith("[exposure-ens3 15, lite0-frozen-bn 4]")
+    assert lines["--ensemble"].endswith("[exposure-ens3 3, lite0-frozen-bn 2]")
+    assert lines["--hue"].endswith("[0.02]")
+    proc = run_main("torch_trainer.train", "--recipe", "mixed-res", "--help")
+    assert "mixed-res: 3 x resnet18 at 64/64/128 px" in proc.stdout
+    assert "[64 64 128]" in proc.stdout
 
 
 def test_one_family_can_be_changed_on_the_command_line():
-    _, cfg = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:epochs=5", "--family",
+    _, run = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:epochs=5", "--family",
                                                     "exposure-ens3:crop-scale=0.6", "--seed", "3"])
-    resnets, lites = (family_config(cfg, f) for f in cfg.families)
-    assert (resnets.epochs, resnets.crop_scale, resnets.seed) == (15, 0.6, 3)
-    assert (lites.epochs, lites.crop_scale, lites.seed, lites.freeze_bn) == (5, 0.35, 3, True)
-    assert cfg.family_overrides == {"lite0-frozen-bn": {"epochs": 5}, "exposure-ens3": {"crop_scale": 0.6}}
-    assert cfg.overrides == {"seed": 3}
-    _, cfg = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:freeze-bn=false"])
-    assert family_config(cfg, cfg.families[1]).freeze_bn is False
+    resnets, lites = run.families
+    assert {(m.epochs, m.crop_scale) for m in resnets.models} == {(15, 0.6)}
+    assert [m.seed for m in resnets.models] == [3, 4, 5] and [m.seed for m in lites.models] == [3, 4]
+    assert {(m.epochs, m.crop_scale, m.freeze_bn) for m in lites.models} == {(5, 0.35, True)}
+    assert run.family_overrides == {"lite0-frozen-bn": {"epochs": 5}, "exposure-ens3": {"crop_scale": 0.6}}
+    assert run.overrides == {"seed": 3}
+    _, run = parse_args(argparse.ArgumentParser(), ["--family", "lite0-frozen-bn:freeze-bn=false",
+                                                    "--family", "lite0-frozen-bn:ensemble=3"])
+    assert [m.freeze_bn for m in run.families[1].models] == [False] * 3
     for flag, message in (("lite1:epochs=5", "has no family 'lite1'"), ("lite0-frozen-bn:epoch=5", "not 'epoch'"),
                           ("lite0-frozen-bn:epochs=five", "epochs takes a int, not 'five'"),
-                          ("lite0-frozen-bn:families=x", "not 'families'")):
+                          ("lite0-frozen-bn:families=x", "not 'families'"),
+                          ("lite0-frozen-bn:member-image-sizes=64", "not 'member_image_sizes'"),
+                          ("lite0-frozen-bn:ensemble=0", "family lite0-frozen-bn: --ensemble must be at least 1")):
         proc = run_main("torch_trainer.train", "--family", flag, "--train-dir", "x", "--output-dir", "y")
         assert proc.returncode == 2 and message in proc.stderr, (flag, proc.stderr)
-    proc = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--family", "exposure-ens3:epochs=2",
-                    "--train-dir", "x", "--output-dir", "y")
-    assert proc.returncode == 2 and "has no family" in proc.stderr  # a recipe of one family has no families
+    # a recipe of one family: that family, by the recipe's name
+    _, run = parse_args(argparse.ArgumentParser(), ["--recipe", "exposure-ens3", "--family", "exposure-ens3:epochs=2"])
+    assert [m.epochs for m in run.models] == [2, 2, 2]
     proc = run_main("torch_trainer.train", "--resume", "somewhere", "--family", "lite0-frozen-bn:epochs=5")
     assert proc.returncode == 2 and "--family would be ignored" in proc.stderr

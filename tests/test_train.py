@@ -100,7 +100,7 @@ def test_weights_sources_are_recorded(trained_run):
     assert build_model(TrainConfig(weights="none"), 4).weights_source == "random"
     model, meta = load_checkpoint(trained_run / "model.pt")
     assert model.weights_source == "random" and meta["weights_sources"] == ["random"]
-    assert json.loads((trained_run / "metrics.json").read_text())["weights_source"] == "random"
+    assert json.loads((trained_run / "metrics.json").read_text())["weights_sources"] == ["random"]
 
 
 @pytest.mark.parametrize("arch", ["resnet34", "resnet50"])

@@ -7,7 +7,8 @@ import pytest
 from conftest import EXPORT_CHECKS, run_main, run_module
 from serving.contract import check_contract
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.config import DEFAULT_RECIPE, load_recipe
+from torch_trainer.config import DEFAULT_RECIPE
+from torch_trainer.recipes import load_recipe
 from torch_trainer.report import format_classification_report
 from trainer.job import parse_job_args
 
@@ -21,11 +22,11 @@ def digest(folder):
 
 
 def test_jobs_run_the_default_recipe_unless_told():
-    args, cfg = parse_job_args([], "test")
-    assert cfg == load_recipe(DEFAULT_RECIPE) and (args.data_dir, args.job_dir) == ("data", "output")
-    assert cfg.families == ["exposure-ens3", "lite0-frozen-bn"] and cfg.overrides == {}
-    _, cfg = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
-    assert (cfg.recipe, cfg.ensemble, cfg.snapshots, cfg.epochs) == ("snapshot3", 1, 3, 3)
+    args, run = parse_job_args([], "test")
+    assert run == load_recipe(DEFAULT_RECIPE) and (args.data_dir, args.job_dir) == ("data", "output")
+    assert [f.name for f in run.families] == ["exposure-ens3", "lite0-frozen-bn"] and run.overrides == {}
+    _, run = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
+    assert run.recipe == "snapshot3" and [(m.snapshots, m.epochs) for m in run.models] == [(3, 3)]
 
 
 def test_final_task_exports_and_never_overwrites(default_job, data_root):
@@ -42,7 +43,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     for key in EXPORT_CHECKS:
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
     metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
-    assert metrics["weights_sources"] == {m["family"]: [m["weights_source"]] for m in report["models"]}
+    assert metrics["weights_sources"] == [m["weights_source"] for m in report["models"]]
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
     assert out["PROBABILITIES"].shape == (1, 4)
     before = digest(export), digest(job / "checkpoint")
@@ -56,7 +57,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     check_contract(stamped[0])
     assert (digest(export), digest(job / "checkpoint")) == before  # the first job's folders are untouched
     metrics = json.loads(next(job.glob("checkpoint_*/metrics.json")).read_text())
-    assert metrics["config"]["recipe"] == "snapshot3" and metrics["config"]["snapshots"] == 3
+    assert metrics["run"]["recipe"] == "snapshot3" and metrics["config"]["snapshots"] == 3
     # 128 pictures in batches of 16: 8 steps an epoch, 9 of warm-up (one more than an epoch: 16 do not divide
     # by 3), then three cycles of 5
     assert metrics["snapshot_steps"] == [14, 19, 24]

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,18 +23,18 @@ import torch
 
 from mug_errors import NotFound, SettingsError
 from torch_trainer.augment import eval_view, train_view
-from torch_trainer.config import RUN_FIELDS, TrainConfig, family_config
+from torch_trainer.config import RunConfig, family_summary
 from torch_trainer.data import MugDataset
-from torch_trainer.runs import train_models
+from torch_trainer.runs import train_run
 from torch_trainer.run_folder import check_output_dir
 from torch_trainer.model import class_probabilities, load_checkpoint
 from torch_trainer.report import classification_report, format_classification_report, plot_confusion
 from torch_trainer.shoots import find_shoots, folds
 
 
-def check_seeds(cfg: TrainConfig, seeds: Sequence[int]) -> None:
-    """SettingsError if two seeds would share models: an ensemble with seed S trains S..S+K-1."""
-    span = max([family_config(cfg, f).ensemble for f in cfg.families] or [cfg.ensemble])
+def check_seeds(run: RunConfig, seeds: Sequence[int]) -> None:
+    """SettingsError if two seeds would share models: a family of K models with seed S trains S..S+K-1."""
+    span = max(m.seed for m in run.models) - run.seed + 1
     ordered = sorted(seeds)
     if any(b - a < span for a, b in zip(ordered, ordered[1:])):
         raise SettingsError(f"--seeds {' '.join(map(str, seeds))}: a run with seed S trains models S..S+{span - 1}, "
@@ -43,7 +42,7 @@ def check_seeds(cfg: TrainConfig, seeds: Sequence[int]) -> None:
                             f"(e.g. {' '.join(str(ordered[0] + span * i) for i in range(len(ordered)))})")
 
 
-def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
+def run_folds(run: RunConfig, data: MugDataset, shoots: np.ndarray, seeds: Sequence[int], out: Path,
               log: Callable[..., None] = print, protocol: str = "shoot") -> dict[str, Any]:
     """Train and score every (seed, fold) pair in OUT/seedS_FOLD/; return the summary report."""
     runs, pooled_preds, pooled_targets = [], [], []
@@ -51,7 +50,7 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
         for fold, held_out in folds(shoots, data.targets.numpy(), protocol):
             train_idx, val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
             log(f"== seed {seed}, {fold}: train on {len(train_idx)}, validate on the held-out images ({len(val_idx)})")
-            metrics = train_models(replace(cfg, seed=seed), train_view(data, train_idx), eval_view(data, val_idx),
+            metrics = train_run(run.reseeded(seed), train_view(data, train_idx), eval_view(data, val_idx),
                                    data.class_names, out / f"seed{seed}_{fold}", log=log)
             report = classification_report(metrics["val_predictions"], metrics["val_targets"], data.class_names)
             pooled_preds += metrics["val_predictions"]
@@ -67,7 +66,7 @@ def run_folds(cfg: TrainConfig, data: MugDataset, shoots: np.ndarray, seeds: Seq
             "mean_train_seconds": float(np.mean([r["train_seconds"] for r in runs]))}
 
 
-def markdown(summary: dict[str, Any], cfg: TrainConfig) -> str:
+def markdown(summary: dict[str, Any], run: RunConfig) -> str:
     """The report of `validate` as markdown: a row per run, the spread, the pooled scores, the recipe."""
     held_out = {"shoot": "one shoot of every class", "class-shoot": "one shoot of one class"}
     lines = [f"# Cross-scene validation (leave out {held_out[summary.get('protocol', 'shoot')]})", "",
@@ -77,28 +76,29 @@ def markdown(summary: dict[str, Any], cfg: TrainConfig) -> str:
     lines += ["", f"mean {summary['mean_accuracy']:.4f}, min {summary['min_accuracy']:.4f}, "
                   f"max {summary['max_accuracy']:.4f}, std {summary['std_accuracy']:.4f}", "",
               "Pooled over all runs:", "", "```", format_classification_report(summary["pooled"]), "```", "",
-              f"Recipe: `{json.dumps({k: v for k, v in cfg.__dict__.items() if k not in RUN_FIELDS})}`"]
+              f"Recipe {run.recipe} (flags {json.dumps(run.overrides)}, per family "
+              f"{json.dumps(run.family_overrides)}):", ""] + [f"- {family_summary(f)}" for f in run.families]
     return "\n".join(lines) + "\n"
 
 
-def validate(cfg: TrainConfig, data_dir: str | os.PathLike, output_dir: str | os.PathLike,
+def validate(run: RunConfig, data_dir: str | os.PathLike, output_dir: str | os.PathLike,
              seeds: Sequence[int] = (0,), shoots_per_class: int = 2, protocol: str = "shoot",
              overwrite: bool = False, log: Callable[..., None] = print) -> dict[str, Any]:
     """Train the recipe on every fold for every seed; returns the summary and writes it to
     OUTPUT/report.json, report.md and confusion.png (the pooled confusion matrix)."""
-    check_seeds(cfg, seeds)
+    check_seeds(run, seeds)
     out = check_output_dir(output_dir, overwrite)
-    data = MugDataset(data_dir, cfg.input_size, progress=True)
+    data = MugDataset(data_dir, run.input_size, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     shoots = find_shoots(data.images, data.targets, shoots_per_class)
-    cfg.train_dirs = [str(Path(data_dir).resolve())]
+    run.train_dirs = [str(Path(data_dir).resolve())]
     started = time.time()
-    summary = run_folds(cfg, data, shoots, seeds, out, log=log, protocol=protocol)
+    summary = run_folds(run, data, shoots, seeds, out, log=log, protocol=protocol)
     summary.update(wall_seconds=time.time() - started, protocol=protocol,
                    shoot_sizes={name: np.bincount(shoots[data.targets.numpy() == i]).tolist()
                                 for i, name in enumerate(data.class_names)})
     (out / "report.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(markdown(summary, cfg))
+    (out / "report.md").write_text(markdown(summary, run))
     plot_confusion(summary["pooled"], out / "confusion.png",
                    f"held-out shoots: mean accuracy {summary['mean_accuracy']:.4f}")
     return summary

@@ -149,12 +149,13 @@ class Fitter:
 
 def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
         output_dir: str | Path, log=print, resume: dict[str, Any] | None = None,
-        stop_after: int | None = None) -> dict[str, Any]:
+        stop_after: int | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a model on `train_set`, checkpoint it to `output_dir`, return the metrics.
 
-    `resume` is the `training_state` of a RUN/last.pt: training continues where it stopped,
-    with the same optimiser, schedule, snapshots and random streams, so the result is the one an
-    uninterrupted run gives. `stop_after` ends this invocation after that many epochs.
+    `resume` is the `training_state` of a last.pt: training continues where it stopped, with the
+    same optimiser, schedule, snapshots and random streams, so the result is the one an
+    uninterrupted run gives. `stop_after` ends this invocation after that many epochs. `record`
+    is the run's (`RunConfig.record`), kept in the checkpoints and metrics beside the model's settings.
     """
     out = Path(output_dir)
     main_rank = distributed.is_main()
@@ -162,7 +163,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     fitter = Fitter(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size,
                             pin_memory=fitter.device.type == "cuda") if val_set is not None else None
-    meta = dict(train_config=asdict(cfg))
+    meta = dict(train_config=asdict(cfg), run=record)
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
         fitter.restore(resume)
@@ -199,14 +200,14 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                             training_state=fitter.state(history, best_acc, epoch, rng_states), **meta)
 
     complete = bool(history) and history[-1]["epoch"] == cfg.epochs
-    metrics = {"history": history, "weights_source": fitter.model.weights_source,
+    metrics = {"history": history, "weights_sources": [fitter.model.weights_source],
                "amp": str(fitter.amp_dtype).removeprefix("torch.") if fitter.amp_dtype else "off",
                "channels_last": fitter.channels_last, "snapshot_steps": fitter.snapshot_at,
                "train_seconds": sum(r["epoch_seconds"] for r in history),
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "world_size": distributed.world_size(),
+               "class_names": class_names, "config": asdict(cfg), "run": record, "world_size": distributed.world_size(),
                # the final model's validation predictions, for per-class reports without a second pass
                "val_predictions": result["preds"].tolist() if result is not None else None,
                "val_targets": result["targets"].tolist() if result is not None else None,

@@ -1,15 +1,17 @@
-"""A run: its teacher (when it names a recipe), then its families or its one ensemble of models, each
-model trained by `torch_trainer.fit.fit`; the served average of them all.
+"""A run: its teacher first (when it names a recipe), then each family's models, one by one
+(`torch_trainer.fit.fit`), then the served average (`average`): each family's mean, and the mean of
+the families, so that each family weighs the same however many models it has.
 
-A run folder holds RUN/config.json (the settings, for resuming), RUN/model.pt (what is exported) and
-RUN/metrics.json; an ensemble's members train in RUN/memberI/, a family in RUN/FAMILY/ (its settings
-as the run began in RUN/families.json), a recipe teacher in RUN/teacher/.
+A run folder holds RUN/config.json (the run as `RunConfig.record`, what --resume reads), RUN/model.pt
+(what is exported) and RUN/metrics.json. With several families, family F lives in RUN/F/; with several
+models, model i of a family in its folder's memberI/; a folder of one model holds that model's
+checkpoints (model.pt, last.pt, best.pt). A recipe teacher trains in RUN/teacher/.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,115 +20,117 @@ from torch.utils.data import DataLoader, Dataset
 from mug_errors import SettingsError
 from torch_trainer import distributed
 from torch_trainer.build import pick_device
-from torch_trainer.config import TrainConfig, family_config, family_name, load_recipe
+from torch_trainer.config import Family, RunConfig, family_summary
 from torch_trainer.distill import is_checkpoint
 from torch_trainer.fit import fit, quiet
 from torch_trainer.model import Ensemble, load_checkpoint, save_checkpoint, score_loader
+from torch_trainer.recipes import load_recipe
 from torch_trainer.run_folder import load_resume_state, resume_config
 
 
-def train_models(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
-                 output_dir: str | Path, log=print, resume: bool = False, stop_after: int | None = None
-                 ) -> dict[str, Any]:
-    """A whole run: its teacher first when it names a recipe (`train_teacher`), then its families
-    (`train_families`) or its one ensemble (`train_ensemble`); returns the metrics.
+def train_run(run: RunConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+              output_dir: str | Path, log=print, resume: bool = False, stop_after: int | None = None
+              ) -> dict[str, Any]:
+    """Train every model of `run` into `output_dir` and average them; returns the run's metrics.
 
-    RUN/config.json records `cfg` for `--resume`. With `resume`, what finished is kept and what was
-    interrupted continues from its last.pt; `stop_after` counts epochs over the whole run.
-    """
+    With `resume`, a model that finished is kept and one that was interrupted continues from its
+    last.pt; `stop_after` counts epochs over the whole run (the teacher's too)."""
     out = Path(output_dir)
     log = log if distributed.is_main() else quiet
-    check_ensemble(cfg)
-    record_config(cfg, out)
-    if cfg.teacher and not is_checkpoint(cfg.teacher):
-        teacher = train_teacher(cfg, train_set, val_set, class_names, out / "teacher", log, resume, stop_after)
-        if not teacher["complete"]:
-            return teacher
-        cfg = replace(cfg, teacher=str(out / "teacher" / "model.pt"))
-        stop_after = None if stop_after is None else stop_after - teacher["epochs_run"]
-    if cfg.families:
-        return train_families(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
-    return train_ensemble(cfg, train_set, val_set, class_names, out, log, resume, stop_after)
-
-
-def check_ensemble(cfg: TrainConfig) -> None:
-    """SettingsError for an ensemble size or member sizes that do not fit, before anything is written."""
-    if cfg.ensemble < 1:
-        raise SettingsError(f"--ensemble must be at least 1, not {cfg.ensemble}")
-    if cfg.member_image_sizes and len(cfg.member_image_sizes) != cfg.ensemble:
-        raise SettingsError(f"--member-image-sizes: {len(cfg.member_image_sizes)} sizes for --ensemble {cfg.ensemble}")
-
-
-def record_config(cfg: TrainConfig, out: Path) -> None:
-    """RUN/config.json: what --resume reads back, without loading a checkpoint for it."""
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-
-def train_ensemble(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
-                   out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
-    """`fit` one model, or with `cfg.ensemble` K > 1 K models as one ensemble, in `out`.
-
-    Member i trains with seed `cfg.seed + i` in RUN/memberI/ (its own model.pt, last.pt and
-    metrics.json); once all are trained RUN/model.pt holds the `Ensemble` (the mean of their
-    probabilities) and RUN/metrics.json the members' metrics and the ensemble's validation."""
-    check_ensemble(cfg)
-    if cfg.teacher and not is_checkpoint(cfg.teacher):
-        raise SettingsError(f"--teacher {cfg.teacher}: a family's teacher must be a trained model.pt; a recipe "
-                            f"teacher is trained for a whole run, not for one family")
-    if cfg.ensemble == 1:
-        state = load_resume_state(out) if resume and (out / "last.pt").is_file() else None
-        return fit(cfg, train_set, val_set, class_names, out, log=log, resume=state, stop_after=stop_after)
-    members, ran = [], 0
-    for i in range(cfg.ensemble):
-        member_dir = out / f"member{i}"
-        if (member_dir / "model.pt").is_file() and resume:
-            log(f"member {i + 1}/{cfg.ensemble}: already trained ({member_dir / 'model.pt'})")
-            members.append(json.loads((member_dir / "metrics.json").read_text()))
+        (out / "config.json").write_text(json.dumps(run.record(), indent=2))
+    teachers = sorted({m.teacher for m in run.models if m.teacher and not is_checkpoint(m.teacher)})
+    if len(teachers) > 1:
+        raise SettingsError(f"--teacher: one recipe teacher a run, not {', '.join(teachers)}")
+    if teachers:
+        teacher = train_teacher(run, teachers[0], train_set, val_set, class_names, out / "teacher", log, resume,
+                                stop_after)
+        if not teacher["complete"]:
+            return teacher
+        path = str(out / "teacher" / "model.pt")
+        run = replace(run, families=[Family(f.name, [replace(m, teacher=path) if m.teacher == teachers[0] else m
+                                                     for m in f.models]) for f in run.families])
+        stop_after = None if stop_after is None else stop_after - teacher["epochs_run"]
+    families, ran = [], 0
+    for k, family in enumerate(run.families):
+        folder = out / family.name if len(run.families) > 1 else out
+        if resume and finished(folder):
+            log(f"family {family.name}: already trained ({folder / 'model.pt'})")
+            families.append(read_metrics(folder))
             continue
-        if stop_after is not None and ran >= stop_after:
-            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+        log(f"family {k + 1}/{len(run.families)}: {family_summary(family)}")
+        parts = []
+        for i, model in enumerate(family.models):
+            model_dir = folder / f"member{i}" if len(family.models) > 1 else folder
+            if resume and finished(model_dir):
+                log(f"model {i + 1}/{len(family.models)}: already trained ({model_dir / 'model.pt'})")
+                parts.append(read_metrics(model_dir))
+                continue
+            if stop_after is not None and ran >= stop_after:
+                log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+                break
+            state = load_resume_state(model_dir) if resume and (model_dir / "last.pt").is_file() else None
+            log(f"model {i + 1}/{len(family.models)} of {family.name} (seed {model.seed}) in {model_dir}")
+            metrics = fit(model, train_set, val_set, class_names, model_dir, log=log, resume=state,
+                          stop_after=None if stop_after is None else stop_after - ran, record=run.record())
+            ran += metrics["epochs_run"]
+            parts.append(metrics)
+            if not metrics["complete"]:
+                break
+        if len(family.models) == 1 and parts:
+            families.append(parts[0])
+        elif parts:
+            families.append(average(parts, len(family.models), "member", run, val_set, class_names, folder, log,
+                                    f"family {family.name}, the mean of {len(family.models)} models"))
+        if not parts or not families[-1]["complete"]:
             break
-        member_cfg = replace(cfg, seed=cfg.seed + i, ensemble=1, member_image_sizes=[],
-                             image_size=cfg.member_image_sizes[i] if cfg.member_image_sizes else cfg.image_size)
-        state = load_resume_state(member_dir) if resume and (member_dir / "last.pt").is_file() else None
-        log(f"member {i + 1}/{cfg.ensemble} (seed {member_cfg.seed}) in {member_dir}")
-        metrics = fit(member_cfg, train_set, val_set, class_names, member_dir, log=log, resume=state,
-                      stop_after=None if stop_after is None else stop_after - ran)
-        ran += metrics["epochs_run"]
-        members.append(metrics)
-        if not metrics["complete"]:
-            break
-    complete = len(members) == cfg.ensemble and all(m["complete"] for m in members)
-    metrics = {"members": members, "train_seconds": sum(m["train_seconds"] for m in members),
-               "history": [dict(row, member=i) for i, m in enumerate(members) for row in m["history"]],
-               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
+    if len(run.families) == 1:
+        return families[0] if families else {"complete": False, "epochs_run": ran, "history": []}
+    return average([dict(m, family=f.name) for m, f in zip(families, run.families)], len(run.families), "family",
+                   run, val_set, class_names, out, log,
+                   f"{len(run.families)} families, each family's mean weighing the same",
+                   families=[f.name for f in run.families])
+
+
+def finished(folder: Path) -> bool:
+    """Whether `folder` holds a finished model or average (its metrics.json says complete)."""
+    return (folder / "metrics.json").is_file() and read_metrics(folder).get("complete", False)
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """FOLDER/metrics.json, with no epochs run by this invocation."""
+    return dict(json.loads((folder / "metrics.json").read_text()), epochs_run=0)
+
+
+def average(parts: list[dict[str, Any]], expected: int, kind: str, run: RunConfig, val_set: Dataset | None,
+            class_names: list[str], out: Path, log, what: str, **extra: Any) -> dict[str, Any]:
+    """The mean of a family's models (`kind` "member", in OUT/memberI/) or of the run's families
+    (`kind` "family", in OUT/NAME/), once all `expected` parts are complete: validated beside its
+    parts, in OUT/model.pt; OUT/metrics.json holds the parts' metrics either way."""
+    complete = len(parts) == expected and all(p["complete"] for p in parts)
+    metrics = {f"{kind}s" if kind == "member" else "families": parts,
+               "train_seconds": sum(p["train_seconds"] for p in parts),
+               "history": [dict(row, **{kind: p.get("family", i)}) for i, p in enumerate(parts) for row in p["history"]],
+               "num_train": parts[0]["num_train"], "num_val": parts[0]["num_val"], "class_names": class_names,
+               "run": run.record(), "epochs_run": sum(p["epochs_run"] for p in parts), "complete": complete,
+               "weights_sources": [s for p in parts for s in p["weights_sources"]],
                "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
-    ensemble = None
     if complete and distributed.is_main():
-        # a member that is itself an ensemble (of snapshots) contributes each of its models
-        ensemble = Ensemble([model for i in range(cfg.ensemble)
-                             for model in load_checkpoint(out / f"member{i}" / "model.pt")[0].classifiers])
-    return finish_ensemble(ensemble, metrics, members, cfg, val_set, class_names, out, log,
-                           f"the ensemble of {cfg.ensemble} models", epoch=cfg.epochs)
-
-
-def finish_ensemble(ensemble: Ensemble | None, metrics: dict[str, Any], parts: list[dict[str, Any]],
-                    cfg: TrainConfig, val_set: Dataset | None, class_names: list[str], out: Path, log,
-                    what: str, **extra: Any) -> dict[str, Any]:
-    """The end of `train_models` for an ensemble (None until every part is trained, and on ranks
-    other than 0): its validation beside its parts', RUN/model.pt, and RUN/metrics.json."""
-    if ensemble is not None:
+        if kind == "member":  # a model that is itself an ensemble (of snapshots) gives each of its models
+            ensemble = Ensemble([leaf for i in range(expected)
+                                 for leaf in load_checkpoint(out / f"member{i}" / "model.pt")[0].classifiers])
+        else:
+            ensemble = Ensemble([load_checkpoint(out / p["family"] / "model.pt")[0] for p in parts])
         if val_set is not None:
-            device = pick_device(cfg.device)
-            result = score_loader(ensemble.to(device), DataLoader(val_set, batch_size=cfg.batch_size), device)
+            device = pick_device(run.models[0].device)
+            loader = DataLoader(val_set, batch_size=run.models[0].batch_size)
+            result = score_loader(ensemble.to(device), loader, device)
             metrics.update(final_val_accuracy=result["accuracy"], val_predictions=result["preds"].tolist(),
                            val_targets=result["targets"].tolist())
             log(f"{what}: val acc {result['accuracy']:.4f} (its parts: "
-                + ", ".join(f"{m['final_val_accuracy']:.4f}" for m in parts) + ")")
-        save_checkpoint(out / "model.pt", ensemble, class_names, cfg.input_size, train_config=asdict(cfg), **extra)
+                + ", ".join(f"{p['final_val_accuracy']:.4f}" for p in parts) + ")")
+        save_checkpoint(out / "model.pt", ensemble.cpu(), class_names, run.input_size, run=run.record(), **extra)
         log(f"wrote {out / 'model.pt'}: {what}")
     if distributed.is_main():
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -134,78 +138,18 @@ def finish_ensemble(ensemble: Ensemble | None, metrics: dict[str, Any], parts: l
     return metrics
 
 
-def train_families(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
-                   out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
-    """`train_models` for a recipe of families: each family (a recipe of its own, with the command
-    line's flags on top) trains in RUN/FAMILY/; RUN/model.pt is the `Ensemble` of the family models,
-    so each family's mean weighs the same however many models it has."""
-    names = [family_name(f) for f in cfg.families]
-    if len(set(names)) != len(names):
-        raise SettingsError(f"recipe {cfg.recipe}: two families share a name ({', '.join(names)})")
-    # each family's settings as the run began, so that a resumed run does not read today's recipe files
-    recorded = out / "families.json"
-    if resume and recorded.is_file():
-        configs = [TrainConfig(**values) for values in json.loads(recorded.read_text())]
-    else:
-        configs = [family_config(cfg, family) for family in cfg.families]
-        if distributed.is_main():
-            recorded.write_text(json.dumps([asdict(c) for c in configs], indent=2))
-    families, ran = [], 0
-    for k, (family_cfg, name) in enumerate(zip(configs, names)):
-        if stop_after is not None and ran >= stop_after:
-            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
-            break
-        if family_cfg.input_size != cfg.input_size:  # the photos were loaded once, at the run's input size
-            raise SettingsError(f"family {name}: input size {family_cfg.input_size}, but the run loads its photos "
-                                f"at {cfg.input_size} (the serving input); image_size sets what a network sees")
-        log(f"family {k + 1}/{len(names)}: {name} ({family_cfg.ensemble} x {family_cfg.arch} at "
-            f"{family_cfg.image_size} px, weights {family_cfg.weights}) in {out / name}")
-        finished = out / name / "metrics.json"
-        metrics = json.loads(finished.read_text()) if resume and finished.is_file() else {}
-        if metrics.get("complete"):
-            log(f"family {name}: already trained ({out / name / 'model.pt'})")
-        else:
-            record_config(family_cfg, out / name)
-            metrics = train_ensemble(family_cfg, train_set, val_set, class_names, out / name, log, resume,
-                                     None if stop_after is None else stop_after - ran)
-            ran += metrics["epochs_run"]
-        families.append(dict(metrics, family=name))
-        if not metrics["complete"]:
-            break
-    complete = len(families) == len(names) and all(m["complete"] for m in families)
-    metrics = {"families": families, "train_seconds": sum(m["train_seconds"] for m in families),
-               "history": [dict(row, family=m["family"]) for m in families for row in m["history"]],
-               "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "epochs_run": ran, "complete": complete,
-               "weights_sources": {m["family"]: family_sources(m) for m in families},
-               "final_val_accuracy": None, "val_predictions": None, "val_targets": None}
-    ensemble = None
-    if complete and distributed.is_main():
-        ensemble = Ensemble([load_checkpoint(out / name / "model.pt")[0] for name in names])
-    return finish_ensemble(ensemble, metrics, families, cfg, val_set, class_names, out, log,
-                           f"{len(names)} families, each family's mean weighing the same", families=names)
-
-
-def train_teacher(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
+def train_teacher(run: RunConfig, recipe: str, train_set: Dataset, val_set: Dataset | None, class_names: list[str],
                   out: Path, log, resume: bool, stop_after: int | None) -> dict[str, Any]:
-    """Train the recipe that `cfg.teacher` names (with the run's data and seed, none of its flags)
-    into `out`, unless a resumed run finished it already; returns its metrics."""
-    teacher_cfg = resume_config(out) if resume and (out / "config.json").is_file() else replace(
-        load_recipe(cfg.teacher), seed=cfg.seed, train_dirs=cfg.train_dirs, val_dir=cfg.val_dir, val_files=cfg.val_files)
-    if teacher_cfg.input_size != cfg.input_size or teacher_cfg.teacher:
-        raise SettingsError(f"--teacher {cfg.teacher}: a teacher loads photos at the student's input size "
-                            f"({cfg.input_size}) and is not distilled itself")
-    finished = out / "metrics.json"
-    if resume and finished.is_file() and json.loads(finished.read_text()).get("complete"):
-        log(f"teacher {cfg.teacher}: already trained ({out / 'model.pt'})")
-        return dict(json.loads(finished.read_text()), epochs_run=0)
-    log(f"teacher: recipe {cfg.teacher} in {out}, then the student distilled from it")
-    return train_models(teacher_cfg, train_set, val_set, class_names, out, log=log,
-                        resume=resume and (out / "config.json").is_file(), stop_after=stop_after)
-
-
-def family_sources(metrics: dict[str, Any]) -> list[str]:
-    """Where each model of a run's metrics started from (an ensemble's members in order)."""
-    if "weights_source" in metrics:
-        return [metrics["weights_source"]]
-    return [source for m in metrics.get("members", []) for source in family_sources(m)]
+    """Train `recipe` (with the run's data and seed, none of its flags) into `out` as the teacher of
+    the run's distilled models, unless a resumed run finished it already; returns its metrics."""
+    started = resume and (out / "config.json").is_file()
+    teacher = resume_config(out) if started else replace(
+        load_recipe(recipe).reseeded(run.seed), train_dirs=run.train_dirs, val_dir=run.val_dir, val_files=run.val_files)
+    if teacher.input_size != run.input_size or any(m.teacher for m in teacher.models):
+        raise SettingsError(f"--teacher {recipe}: a teacher loads photos at the student's input size "
+                            f"({run.input_size}) and is not distilled itself")
+    if resume and finished(out):
+        log(f"teacher {recipe}: already trained ({out / 'model.pt'})")
+        return read_metrics(out)
+    log(f"teacher: recipe {recipe} in {out}, then the student distilled from it")
+    return train_run(teacher, train_set, val_set, class_names, out, log=log, resume=started, stop_after=stop_after)

@@ -6,8 +6,9 @@
 
 Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state), RUN/config.json
 (the settings, for --resume), RUN/best.pt (best validation accuracy, when there is validation
-data) and RUN/metrics.json. With `--ensemble K` > 1 each model trains in RUN/memberI/ and
-RUN/model.pt holds all K. The job is `torch_trainer.jobs.train`; the run `torch_trainer.runs`, the loop `torch_trainer.fit`.
+data) and RUN/metrics.json; with several families or models, each trains in a folder of its own
+(RUN/FAMILY/memberI/) and RUN/model.pt averages them. The job is `torch_trainer.jobs.train`; the
+run `torch_trainer.runs`, one model's loop `torch_trainer.fit`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Sequence
 
 from mug_errors import command
 from torch_trainer import jobs
-from torch_trainer.config import DEFAULT_RECIPE, parse_args
+from torch_trainer.config import DEFAULT_RECIPE
+from torch_trainer.flags import parse_args
 
 
 @command
@@ -30,9 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output-dir")
     parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run in RUN with its own settings")
     parser.add_argument("--stop-after", type=int, metavar="N", help="end this invocation after N epochs")
-    args, cfg = parse_args(parser, argv)
+    args, run = parse_args(parser, argv)
     if args.resume:  # a flag beside it would be ignored in silence: RUN's own settings are what resume
-        given = [f"--{k.replace('_', '-')}" for k in cfg.overrides] + ["--family"] * bool(cfg.family_overrides) + [
+        given = [f"--{k.replace('_', '-')}" for k in run.overrides] + ["--family"] * bool(run.family_overrides) + [
             flag for flag, value in (("--recipe", args.recipe != DEFAULT_RECIPE), ("--train-dir", args.train_dir),
                                      ("--val-dir", args.val_dir), ("--output-dir", args.output_dir)) if value]
         if given:
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif not args.train_dir or not args.output_dir:
         parser.error("--train-dir and --output-dir are required (or --resume RUN)")
     else:
-        jobs.train(cfg, args.output_dir, args.train_dir, args.val_dir, overwrite=args.overwrite,
+        jobs.train(run, args.output_dir, args.train_dir, args.val_dir, overwrite=args.overwrite,
                    stop_after=args.stop_after)
     return 0
 

@@ -16,7 +16,7 @@ import sys
 from typing import Sequence
 
 from mug_errors import command
-from torch_trainer.config import parse_args
+from torch_trainer.flags import parse_args
 from torch_trainer.cross_scene import markdown, validate
 
 
@@ -30,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("shoot", "class-shoot"), default="shoot",
                         help="hold out one shoot of every class per fold, or one shoot of one class")
     parser.add_argument("--overwrite", action="store_true")
-    args, cfg = parse_args(parser, argv)
-    summary = validate(cfg, args.data_dir, args.output_dir, args.seeds, args.shoots, args.protocol, args.overwrite)
-    print(markdown(summary, cfg))
+    args, run = parse_args(parser, argv)
+    summary = validate(run, args.data_dir, args.output_dir, args.seeds, args.shoots, args.protocol, args.overwrite)
+    print(markdown(summary, run))
     print(f"wrote {args.output_dir}/report.json, report.md, confusion.png")
     return 0
 

@@ -18,8 +18,8 @@ from trainer.job import parse_job_args, train_and_export
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
-    export_dir, report = train_and_export(cfg, args.data_dir, args.job_dir)
+    args, run = parse_job_args(argv, __doc__.split("\n\n")[0])
+    export_dir, report = train_and_export(run, args.data_dir, args.job_dir)
     print(format_export_report(report))
     print(f"SavedModel written to {export_dir}")
     return 0

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from torch_trainer import jobs
-from torch_trainer.config import TrainConfig, parse_args
+from torch_trainer.config import RunConfig
+from torch_trainer.flags import parse_args
 from torch_trainer.data import DatasetError, split_dir
 from torch_trainer.report import classification_report
 
@@ -23,7 +24,7 @@ from torch_trainer.report import classification_report
 VAL_FRACTION = 0.2
 
 
-def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, TrainConfig]:
+def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, RunConfig]:
     """--data-dir, --job-dir, --recipe and every training flag (defaults from the recipe, which
     defaults to torch_trainer.config.DEFAULT_RECIPE).
 
@@ -34,8 +35,7 @@ def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argpar
     parser.add_argument("--data-dir", default="data", help="folder holding train/ and optionally eval/ (or test/)")
     parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go: a folder, or a "
                                                             "gs:// URL (gcloud passes its --job-dir here)")
-    args, cfg = parse_args(parser, argv)
-    return args, cfg
+    return parse_args(parser, argv)
 
 
 def train_root(data_dir: str | Path) -> Path:
@@ -96,7 +96,7 @@ def job_folder(job_dir: str | Path) -> Iterator[tuple[Path, Callable[[Path], str
         shutil.rmtree(local, ignore_errors=True)
 
 
-def train_and_evaluate(cfg: TrainConfig, data_dir: str | Path, job_dir: str | Path,
+def train_and_evaluate(run: RunConfig, data_dir: str | Path, job_dir: str | Path,
                        log: Callable[..., None] = print) -> tuple[str, dict[str, Any]]:
     """Train on DATA/train and validate on DATA/eval (or, without it, on VAL_FRACTION of train held
     out in groups of near-identical frames) in a new JOB_DIR/task_run; returns the run folder and
@@ -104,14 +104,14 @@ def train_and_evaluate(cfg: TrainConfig, data_dir: str | Path, job_dir: str | Pa
     eval_root = split_dir(data_dir, "eval")
     with job_folder(job_dir) as (local, publish):
         run_dir = Path(fresh_dir(local / "task_run"))
-        metrics = jobs.train(cfg, run_dir, train_root(data_dir), eval_root,
+        metrics = jobs.train(run, run_dir, train_root(data_dir), eval_root,
                              hold_out=VAL_FRACTION if eval_root is None else 0.0, log=log)
         report = classification_report(metrics["val_predictions"], metrics["val_targets"], metrics["class_names"])
         (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2))
         return publish(run_dir), report
 
 
-def train_and_export(cfg: TrainConfig, data_dir: str | Path, job_dir: str | Path,
+def train_and_export(run: RunConfig, data_dir: str | Path, job_dir: str | Path,
                      log: Callable[..., None] = print) -> tuple[str, dict[str, Any]]:
     """Train on DATA/train and DATA/eval together (train alone without eval) in a new
     JOB_DIR/checkpoint, then export the SavedModel to JOB_DIR/exported_model (a timestamped name
@@ -126,7 +126,7 @@ def train_and_export(cfg: TrainConfig, data_dir: str | Path, job_dir: str | Path
 
     with job_folder(job_dir) as (local, publish):
         run_dir = Path(fresh_dir(local / "checkpoint"))
-        jobs.train(cfg, run_dir, roots, log=log)
+        jobs.train(run, run_dir, roots, log=log)
         export_dir = Path(fresh_dir(local / "exported_model"))
         report = convert_checkpoint(run_dir / "model.pt", export_dir, images=roots[0])
         checkpoint = publish(run_dir)

@@ -19,8 +19,8 @@ from trainer.job import parse_job_args, train_and_evaluate
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args, cfg = parse_job_args(argv, __doc__.split("\n\n")[0])
-    run_dir, report = train_and_evaluate(cfg, args.data_dir, args.job_dir)
+    args, run = parse_job_args(argv, __doc__.split("\n\n")[0])
+    run_dir, report = train_and_evaluate(run, args.data_dir, args.job_dir)
     print(format_classification_report(report))
     print(f"run folder: {run_dir}")
     return 0
