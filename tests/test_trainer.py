@@ -44,6 +44,13 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
         assert report[key]["max_abs_dprob"] <= 1e-5 and report[key]["class_agreement"] == 1.0, (key, report[key])
     metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
     assert metrics["weights_sources"] == [m["weights_source"] for m in report["models"]]
+    # the run's record: each model with its own settings, nothing at the top that no model trained with
+    record = json.loads((job / "checkpoint" / "config.json").read_text())
+    assert [(f["name"], [(m["arch"], m["image_size"], m["epochs"], m["freeze_bn"], m["seed"]) for m in f["models"]])
+            for f in record["families"]] == [("exposure-ens3", [("resnet18", 64, 1, False, 0)]),
+                                             ("lite0-frozen-bn", [("efficientnet_lite0", 128, 1, True, 0)])]
+    assert "arch" not in record and "epochs" not in record and record["overrides"] == {"epochs": 1, "ensemble": 1,
+                                                                                        "batch_size": 16}
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
     assert out["PROBABILITIES"].shape == (1, 4)
     before = digest(export), digest(job / "checkpoint")

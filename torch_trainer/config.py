@@ -94,6 +94,9 @@ class RunConfig:
         if len(sizes) != 1:
             raise SettingsError(f"recipe {self.recipe}: its models load photos at {sorted(sizes)} px; a run loads "
                                 f"them once, at the serving input (image_size sets what a network sees)")
+        names = [family.name for family in self.families]
+        if len(set(names)) != len(names):  # each family trains in a folder of its name
+            raise SettingsError(f"recipe {self.recipe}: two families share a name ({', '.join(names)})")
 
     @property
     def models(self) -> list[TrainConfig]:

@@ -180,7 +180,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     start, ran = time.time(), 0
     for epoch in range(first_epoch, cfg.epochs + 1):
         if stop_after is not None and ran >= stop_after:
-            log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
+            log(f"stopping after {ran} epoch(s) as asked")
             break
         row = fitter.train_one_epoch(epoch)
         line = f"epoch {epoch:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"

@@ -48,9 +48,8 @@ def recipe_label(name: str) -> str:
     return path.stem if path.parent == RECIPE_DIR else str(path)
 
 
-def read_recipe(name: str = DEFAULT_RECIPE) -> list[tuple[str, dict]]:
-    """(family name, the settings its file gives) for each family of recipe `name`; an unknown
-    setting or a value of the wrong type is a `RecipeError` that names the file."""
+def read_file(name: str) -> tuple[Path, dict]:
+    """(the file, its settings) of recipe `name`, its description left out."""
     path = recipe_path(name)
     try:
         values = json.loads(path.read_text())
@@ -59,6 +58,13 @@ def read_recipe(name: str = DEFAULT_RECIPE) -> list[tuple[str, dict]]:
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: a recipe is a JSON object of training settings")
     values.pop("description", None)
+    return path, values
+
+
+def read_recipe(name: str = DEFAULT_RECIPE) -> list[tuple[str, dict]]:
+    """(family name, the settings its file gives) for each family of recipe `name`; an unknown
+    setting or a value of the wrong type is a `RecipeError` that names the file."""
+    path, values = read_file(name)
     if "families" not in values:
         check_settings(path, values)
         return [(path.stem, values)]
@@ -74,12 +80,13 @@ def read_recipe(name: str = DEFAULT_RECIPE) -> list[tuple[str, dict]]:
     for entry in entries:
         base, own = (entry, {}) if isinstance(entry, str) else (entry["recipe"], dict(entry))
         own.pop("recipe", None)
-        inner = read_recipe(base)
-        if len(inner) != 1 or "families" in json.loads(recipe_path(base).read_text()):
+        base_path, settings = read_file(base)
+        if "families" in settings:
             raise RecipeError(f"{path}: family {base!r} is itself a recipe of families; a family is one recipe "
                               f"of models")
+        check_settings(base_path, settings)
         check_settings(f"{path}: family {base!r}", own)
-        families.append((family_name(entry), {**inner[0][1], **own}))
+        families.append((family_name(entry), {**settings, **own}))
     names = [n for n, _ in families]
     if len(set(names)) != len(names):
         raise RecipeError(f"{path}: two families share a name ({', '.join(names)})")

@@ -55,42 +55,53 @@ def train_run(run: RunConfig, train_set: Dataset, val_set: Dataset | None, class
     families, ran = [], 0
     for k, family in enumerate(run.families):
         folder = out / family.name if len(run.families) > 1 else out
-        if resume and finished(folder):
-            log(f"family {family.name}: already trained ({folder / 'model.pt'})")
-            families.append(read_metrics(folder))
-            continue
         log(f"family {k + 1}/{len(run.families)}: {family_summary(family)}")
-        parts = []
-        for i, model in enumerate(family.models):
-            model_dir = folder / f"member{i}" if len(family.models) > 1 else folder
-            if resume and finished(model_dir):
-                log(f"model {i + 1}/{len(family.models)}: already trained ({model_dir / 'model.pt'})")
-                parts.append(read_metrics(model_dir))
-                continue
-            if stop_after is not None and ran >= stop_after:
-                log(f"stopping after {ran} epoch(s) as asked; continue with --resume {out}")
-                break
-            state = load_resume_state(model_dir) if resume and (model_dir / "last.pt").is_file() else None
-            log(f"model {i + 1}/{len(family.models)} of {family.name} (seed {model.seed}) in {model_dir}")
-            metrics = fit(model, train_set, val_set, class_names, model_dir, log=log, resume=state,
-                          stop_after=None if stop_after is None else stop_after - ran, record=run.record())
-            ran += metrics["epochs_run"]
-            parts.append(metrics)
-            if not metrics["complete"]:
-                break
-        if len(family.models) == 1 and parts:
-            families.append(parts[0])
-        elif parts:
-            families.append(average(parts, len(family.models), "member", run, val_set, class_names, folder, log,
-                                    f"family {family.name}, the mean of {len(family.models)} models"))
-        if not parts or not families[-1]["complete"]:
+        metrics = train_family(family, run, train_set, val_set, class_names, folder, log, resume,
+                               None if stop_after is None else stop_after - ran)
+        if metrics is None:  # stopped before its first model
+            break
+        ran += metrics["epochs_run"]
+        families.append(metrics)
+        if not metrics["complete"]:
             break
     if len(run.families) == 1:
-        return families[0] if families else {"complete": False, "epochs_run": ran, "history": []}
+        return families[0] if families else {"complete": False, "epochs_run": 0, "history": []}
     return average([dict(m, family=f.name) for m, f in zip(families, run.families)], len(run.families), "family",
                    run, val_set, class_names, out, log,
                    f"{len(run.families)} families, each family's mean weighing the same",
                    families=[f.name for f in run.families])
+
+
+def train_family(family: Family, run: RunConfig, train_set: Dataset, val_set: Dataset | None,
+                 class_names: list[str], folder: Path, log, resume: bool, stop_after: int | None
+                 ) -> dict[str, Any] | None:
+    """Each model of `family` in turn (`fit`; model i in FOLDER/memberI/, a lone model in FOLDER), then
+    their mean (`average`); returns the family's metrics, or None when `stop_after` came first."""
+    if resume and finished(folder):
+        log(f"family {family.name}: already trained ({folder / 'model.pt'})")
+        return read_metrics(folder)
+    parts, ran = [], 0
+    for i, model in enumerate(family.models):
+        model_dir = folder / f"member{i}" if len(family.models) > 1 else folder
+        if resume and finished(model_dir):
+            log(f"model {i + 1}/{len(family.models)}: already trained ({model_dir / 'model.pt'})")
+            parts.append(read_metrics(model_dir))
+            continue
+        if stop_after is not None and ran >= stop_after:
+            log(f"stopping after {ran} epoch(s) as asked")
+            break
+        state = load_resume_state(model_dir) if resume and (model_dir / "last.pt").is_file() else None
+        log(f"model {i + 1}/{len(family.models)} of {family.name} (seed {model.seed}) in {model_dir}")
+        metrics = fit(model, train_set, val_set, class_names, model_dir, log=log, resume=state,
+                      stop_after=None if stop_after is None else stop_after - ran, record=run.record())
+        ran += metrics["epochs_run"]
+        parts.append(metrics)
+        if not metrics["complete"]:
+            break
+    if not parts or len(family.models) == 1:
+        return parts[0] if parts else None
+    return average(parts, len(family.models), "member", run, val_set, class_names, folder, log,
+                   f"family {family.name}, the mean of {len(family.models)} models")
 
 
 def finished(folder: Path) -> bool:
