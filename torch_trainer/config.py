@@ -166,6 +166,7 @@ def family_summary(family: Family) -> str:
     return (f"{family.name}: {len(family.models)} x {first.arch} at {sizes} px from weights {first.weights}, "
             f"{first.epochs} epochs, lr {first.lr:g} ({first.schedule}), crop {first.crop_scale:g}-1, seeds "
             f"{', '.join(str(m.seed) for m in family.models)}"
+            + (f", {first.snapshots} snapshots each" if first.snapshots > 1 else "")
             + (", batch-norm statistics kept" if first.freeze_bn else "")
             + (f", colour cast {first.colour_cast:g}" if first.colour_cast != 1 else "")
             + (f", distilled from {first.teacher}" if first.teacher else ""))

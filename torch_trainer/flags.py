@@ -35,9 +35,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
                              f".json file; flags override them (default %(default)s)")
     add_train_args(parser, families)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (f"recipe {recipe.recipe} trains {len(families)} famil{'y' if len(families) == 1 else 'ies'}, "
-                     f"each family's mean weighing the same (a flag changes every family, --family "
-                     f"NAME:SETTING=VALUE one):\n" + "\n".join("  " + family_summary(f) for f in recipe.families))
+    parser.epilog = (f"recipe {recipe.recipe} trains one family:" if len(families) == 1 else
+                     f"recipe {recipe.recipe} trains {len(families)} families, each family's mean weighing the same "
+                     f"(a flag changes every family, --family NAME:SETTING=VALUE one):") + "".join(
+                         "\n  " + family_summary(f) for f in recipe.families)
     args = parser.parse_args(argv)
     given = {key: getattr(args, key) for key in setting_names() if hasattr(args, key)}
     try:  # a bad --family, or an ensemble size or member sizes that do not fit
