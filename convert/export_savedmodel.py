@@ -177,9 +177,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
         raise OutputExists(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
     classifier, meta = load_checkpoint(checkpoint)
     input_size, num_classes = meta["input_size"], len(meta["class_names"])
-    # the run's record (a checkpoint written before 2026-12-05 kept the folders beside its settings)
-    record = meta.get("run") or meta.get("train_config") or {}
-    image_dir = images or next(iter(record.get("train_dirs", [])), None)
+    image_dir = images or training_folder(meta)
     if image_dir is None or not Path(image_dir).is_dir():
         raise NotFound(f"--images: need a folder of real images to check the conversion with "
                        f"(checkpoint's training folder {image_dir!r} is not available)")
@@ -215,6 +213,13 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def training_folder(meta: dict[str, Any]) -> str | None:
+    """The first training folder that a checkpoint's meta records: in its run's record, or beside its
+    settings in a checkpoint written before runs were families of models (2026-12-05)."""
+    record = meta.get("run") or meta.get("train_config") or {}
+    return next(iter(record.get("train_dirs", [])), None)
 
 
 def served_models(spec: dict[str, Any], families: list[str] | None = None) -> list[dict[str, Any]]:

@@ -127,3 +127,22 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     assert state["net.fc.weight"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_checkpoints_of_earlier_versions_still_load(trained_run, tmp_path):
+    """model.pt as written before runs were families of models (2026-12-05: the run's folders beside the
+    model's settings, no run record) and before ensembles of families (2026-12-02: no "spec")."""
+    from convert.export_savedmodel import training_folder
+    model, meta = load_checkpoint(trained_run / "model.pt")
+    assert training_folder(meta) == meta["run"]["train_dirs"][0]
+    ckpt = torch.load(trained_run / "model.pt", weights_only=True)
+    old = {k: v for k, v in ckpt.items() if k != "run"}
+    old["train_config"] = dict(ckpt["train_config"], recipe="exposure-ens3", ensemble=1, train_dirs=["/data/train"])
+    older = {k: v for k, v in old.items() if k != "spec"} | {"mean": ckpt["spec"]["mean"], "std": ckpt["spec"]["std"]}
+    images = torch.rand(3, 3, 64, 64)
+    for name, payload in (("old.pt", old), ("older.pt", older)):
+        torch.save(payload, tmp_path / name)
+        again, again_meta = load_checkpoint(tmp_path / name)
+        assert training_folder(again_meta) == "/data/train"
+        with torch.no_grad():
+            assert torch.equal(again.probabilities(images), model.probabilities(images)), name

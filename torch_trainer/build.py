@@ -1,4 +1,4 @@
-"""The parts of a training run, built from its `TrainConfig`: device, precision, model,
+"""The parts of one model's training, built from its `TrainConfig`: device, precision, model,
 optimiser, schedule and the training data loader."""
 
 from __future__ import annotations

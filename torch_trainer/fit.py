@@ -125,7 +125,7 @@ class Fitter:
 
     def state(self, history: list[dict[str, Any]], best_acc: float, epoch: int,
               rng_states: list[torch.Tensor]) -> dict[str, Any]:
-        """What RUN/last.pt needs to continue the run exactly where it stopped; `rng_states` is
+        """What last.pt needs to continue the model's training exactly where it stopped; `rng_states` is
         every rank's random stream (`distributed.all_gather`), which each rank's augmentation draws from."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "snapshots": self.snapshots,
@@ -133,7 +133,7 @@ class Fitter:
                 "torch_rng": rng_states, "history": history, "best_acc": best_acc, "epoch": epoch}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a `state` saved in RUN/last.pt."""
+        """Continue from a `state` saved in last.pt."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
