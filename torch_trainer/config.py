@@ -11,8 +11,9 @@ Recipes (`torch_trainer.recipes`) write a family short: settings for all its mod
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from mug_errors import SettingsError
 
@@ -113,11 +114,14 @@ class RunConfig:
         """The size the run loads its photos at, which every model shares (the serving input)."""
         return self.models[0].input_size
 
+    def with_models(self, change: Callable[[TrainConfig], TrainConfig]) -> RunConfig:
+        """The run with `change` applied to each of its models."""
+        return replace(self, families=[Family(f.name, [change(m) for m in f.models]) for f in self.families])
+
     def reseeded(self, seed: int) -> RunConfig:
         """The run with every model's seed moved by the same step, so that the first is `seed`."""
         step = seed - self.seed
-        return replace(self, families=[Family(f.name, [replace(m, seed=m.seed + step) for m in f.models])
-                                       for f in self.families])
+        return self.with_models(lambda m: replace(m, seed=m.seed + step))
 
     def record(self) -> dict:
         """The run as JSON (RUN/config.json, the checkpoints' meta)."""
@@ -153,16 +157,16 @@ def family_name(entry: str | dict) -> str:
     return Path(entry["recipe"]).stem + (f"-{extra}" if extra else "")
 
 
-def setting_names() -> list[str]:
-    """What a recipe, a flag or `--family` may set: a model's settings and the family shorthand."""
-    return [f.name for f in fields(TrainConfig)] + list(FAMILY_SHORTHAND)
+def setting_defaults() -> dict:
+    """What a recipe, a flag or `--family` may set, with its default: a model's settings and the
+    family shorthand."""
+    return {**asdict(TrainConfig()), **FAMILY_SHORTHAND}
 
 
 def family_summary(family: Family) -> str:
     """One line on what a family trains: its models, their sizes, starting weights and schedule."""
-    first = family.models[0]
-    sizes = "/".join(str(m.image_size) for m in family.models) if len({m.image_size for m in family.models}) > 1 \
-        else str(first.image_size)
+    first, sizes = family.models[0], [m.image_size for m in family.models]
+    sizes = "/".join(map(str, sizes)) if len(set(sizes)) > 1 else str(sizes[0])
     return (f"{family.name}: {len(family.models)} x {first.arch} at {sizes} px from weights {first.weights}, "
             f"{first.epochs} epochs, lr {first.lr:g} ({first.schedule}), crop {first.crop_scale:g}-1, seeds "
             f"{', '.join(str(m.seed) for m in family.models)}"

@@ -5,14 +5,12 @@ has it, family by family where they differ, and what each family trains."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from typing import Sequence
 
 from mug_errors import SettingsError
-from torch_trainer.config import AMP_MODES, DEFAULT_RECIPE, FAMILY_SHORTHAND, SCHEDULES, RunConfig, TrainConfig, \
-    family_summary, setting_names
+from torch_trainer.config import AMP_MODES, DEFAULT_RECIPE, SCHEDULES, RunConfig, family_summary, setting_defaults
 from torch_trainer.model import ARCHS
-from torch_trainer.recipes import RecipeError, list_recipes, load_recipe, read_recipe, recipe_label
+from torch_trainer.recipes import RecipeError, build_run, list_recipes, read_recipe, recipe_label
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
@@ -25,9 +23,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--recipe", default=DEFAULT_RECIPE)
     known, _ = first.parse_known_args(argv)
-    try:
-        families = read_recipe(known.recipe)
-        recipe = load_recipe(known.recipe)
+    try:  # the recipe file, read once: for the flags' help and for the run
+        families, label = read_recipe(known.recipe), recipe_label(known.recipe)
+        recipe = build_run(families, label)
     except SettingsError as err:
         parser.error(str(err))
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="NAME",
@@ -40,27 +38,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
                      f"(a flag changes every family, --family NAME:SETTING=VALUE one):") + "".join(
                          "\n  " + family_summary(f) for f in recipe.families)
     args = parser.parse_args(argv)
-    given = {key: getattr(args, key) for key in setting_names() if hasattr(args, key)}
+    given = {key: getattr(args, key) for key in setting_defaults() if hasattr(args, key)}
     try:  # a bad --family, or an ensemble size or member sizes that do not fit
-        run = load_recipe(known.recipe, given, family_flags(args.family, families, recipe_label(known.recipe)))
+        run = build_run(families, label, given, family_flags(args.family))
     except SettingsError as err:
         parser.error(str(err))
     return args, run
 
 
-def family_flags(flags: Sequence[str], families: list[tuple[str, dict]], recipe: str) -> dict:
+def family_flags(flags: Sequence[str]) -> dict:
     """{family: {setting: value}} of `--family NAME:SETTING=VALUE` flags, each value of its setting's
-    type; a RecipeError names a family the recipe lacks, an unknown setting or a bad value."""
-    names = [name for name, _ in families]
-    defaults = {**asdict(TrainConfig()), **FAMILY_SHORTHAND}
+    type; a RecipeError names an unknown setting or a bad value (`build_run` a family the recipe lacks)."""
+    defaults = setting_defaults()
     changes: dict = {}
     for flag in flags:
         name, _, assignment = flag.partition(":")
         key, _, text = assignment.partition("=")
         key = key.replace("-", "_")
-        if name not in names:
-            raise RecipeError(f"--family {flag}: recipe {recipe} has no family {name!r} "
-                              f"(its families: {', '.join(names)})")
         default = defaults.get(key)
         if not text or not isinstance(default, (bool, int, float, str)):  # member sizes are a list: not here
             raise RecipeError(f"--family {flag}: takes NAME:SETTING=VALUE with SETTING one of the training "
@@ -77,7 +71,7 @@ def family_flags(flags: Sequence[str], families: list[tuple[str, dict]], recipe:
 
 def recipe_value(families: list[tuple[str, dict]], key: str) -> str:
     """A setting as the recipe has it: one value, or each family's where they differ."""
-    defaults = {**asdict(TrainConfig()), **FAMILY_SHORTHAND}
+    defaults = setting_defaults()
     values = [{**defaults, **settings}[key] for _, settings in families]
     text = [" ".join(map(str, v)) or "-" if isinstance(v, list) else str(v) or "''" for v in values]
     if len(set(text)) == 1:
@@ -85,10 +79,10 @@ def recipe_value(families: list[tuple[str, dict]], key: str) -> str:
     return ", ".join(f"{name} {t}" for (name, _), t in zip(families, text))
 
 
-def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, dict]] | None = None) -> None:
+def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, dict]]) -> None:
     """The training flags shared by torch_trainer's CLIs and the gcloud modules in `trainer/`; a flag
     is set only when given, and its help ends with its value in the recipe of `families`."""
-    families = families or read_recipe(DEFAULT_RECIPE)
+    defaults = setting_defaults()
     g = parser.add_argument_group("training (a flag changes every family; recipe's value in brackets)")
     a = parser.add_argument_group("augmentation")
     g.add_argument("--arch", choices=ARCHS)
@@ -134,7 +128,7 @@ def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, di
     a.add_argument("--colour-cast", type=float, help="per-channel gain range [1/C, C] with the brightness kept, as a "
                                                      "new light's colour (1 = off)")
     for action in g._group_actions + a._group_actions:
-        if action.dest in setting_names():
+        if action.dest in defaults:
             action.default = argparse.SUPPRESS
             value = recipe_value(families, action.dest).replace("%", "%%")
             action.help = f"{action.help + ' ' if action.help else ''}[{value}]"

@@ -10,12 +10,10 @@ NAME` picks one (`--recipe path/to/file.json` reads any file); flags go on top (
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from mug_errors import SettingsError
-from torch_trainer.config import DEFAULT_RECIPE, FAMILY_SHORTHAND, Family, RunConfig, TrainConfig, family_models, \
-    family_name, setting_names
+from torch_trainer.config import DEFAULT_RECIPE, Family, RunConfig, family_models, family_name, setting_defaults
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -97,9 +95,9 @@ def check_settings(where: Path | str, values: dict) -> None:
     """Raise a `RecipeError` naming `where` for a setting a family lacks or a value of the wrong type."""
     # checked against the dataclass's own defaults here rather than by a typed loader (pydantic,
     # dacite): one more dependency for JSON's int-where-float rule and errors that name the file
-    defaults = {**asdict(TrainConfig()), **FAMILY_SHORTHAND}
+    defaults = setting_defaults()
     for key, value in values.items():
-        if key not in setting_names():
+        if key not in defaults:
             raise RecipeError(f"{where}: unknown setting {key!r} (settings are the --flags of "
                               f"torch_trainer.train with _ for -)")
         want = type(defaults[key])
@@ -115,11 +113,16 @@ def load_recipe(name: str = DEFAULT_RECIPE, overrides: dict | None = None,
                 family_overrides: dict | None = None) -> RunConfig:
     """The run of recipe `name`: each family's models with `overrides` (settings for every family)
     and `family_overrides` ({family: {setting: value}}) on top of the file's settings."""
+    return build_run(read_recipe(name), recipe_label(name), overrides, family_overrides)
+
+
+def build_run(families: list[tuple[str, dict]], recipe: str, overrides: dict | None = None,
+              family_overrides: dict | None = None) -> RunConfig:
+    """The run of the families `read_recipe` gave for `recipe`, with the settings of `load_recipe`."""
     overrides, family_overrides = dict(overrides or {}), dict(family_overrides or {})
-    families = read_recipe(name)
     unknown = sorted(set(family_overrides) - {n for n, _ in families})
     if unknown:
-        raise RecipeError(f"--family {unknown[0]}: recipe {recipe_label(name)} has no family {unknown[0]!r} "
+        raise RecipeError(f"--family {unknown[0]}: recipe {recipe} has no family {unknown[0]!r} "
                           f"(its families: {', '.join(n for n, _ in families)})")
     return RunConfig([Family(n, family_models({**s, **overrides, **family_overrides.get(n, {})}, n))
-                      for n, s in families], recipe_label(name), overrides, family_overrides)
+                      for n, s in families], recipe, overrides, family_overrides)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from mug_errors import InputError, NotFound, OutputExists, SettingsError
-from torch_trainer.config import RETIRED, Family, RunConfig, family_models, family_name, setting_names
+from torch_trainer.config import RETIRED, Family, RunConfig, family_models, family_name, setting_defaults
 
 
 def check_output_dir(path: str | Path, overwrite: bool) -> Path:
@@ -56,5 +56,5 @@ def resume_config(run: str | Path) -> RunConfig:
             if flat.pop(key, off) != off:
                 raise SettingsError(f"--resume: {path} sets {key}, an option that has been retired "
                                     f"(docs/recipe-experiments.md); train that run with an older version")
-        families.append(Family(name, family_models({k: v for k, v in flat.items() if k in setting_names()}, name)))
+        families.append(Family(name, family_models({k: v for k, v in flat.items() if k in setting_defaults()}, name)))
     return RunConfig(families, **records)

@@ -49,8 +49,7 @@ def train_run(run: RunConfig, train_set: Dataset, val_set: Dataset | None, class
         if not teacher["complete"]:
             return teacher
         path = str(out / "teacher" / "model.pt")
-        run = replace(run, families=[Family(f.name, [replace(m, teacher=path) if m.teacher == teachers[0] else m
-                                                     for m in f.models]) for f in run.families])
+        run = run.with_models(lambda m: replace(m, teacher=path) if m.teacher == teachers[0] else m)
         stop_after = None if stop_after is None else stop_after - teacher["epochs_run"]
     families, ran = [], 0
     for k, family in enumerate(run.families):
