@@ -76,8 +76,8 @@ def train(run: RunConfig, output_dir: PathLike, train_dirs: PathLike | Sequence[
         out = check_output_dir(output_dir, overwrite)
         distributed.barrier()  # every rank has checked RUN before rank 0 writes into it
         train_set, val_set, class_names = load_data(run, train_dirs, val_dir, hold_out, log)
-        return resume_hint(train_run(run, train_set, val_set, class_names, out, log=log,
-                                           stop_after=stop_after), out, log)
+        metrics = train_run(run, train_set, val_set, class_names, out, log=log, stop_after=stop_after)
+        return resume_hint(metrics, out, log)
 
 
 def resume(run_dir: PathLike, stop_after: int | None = None, log: Callable[..., None] = print) -> dict[str, Any]:
@@ -85,8 +85,9 @@ def resume(run_dir: PathLike, stop_after: int | None = None, log: Callable[..., 
     with distributed.process_group():
         run = resume_config(run_dir)
         train_set, val_set, class_names = load_data(run, run.train_dirs, run.val_dir, log=log)
-        return resume_hint(train_run(run, train_set, val_set, class_names, Path(run_dir), log=log,
-                                           resume=True, stop_after=stop_after), run_dir, log)
+        metrics = train_run(run, train_set, val_set, class_names, Path(run_dir), log=log, resume=True,
+                            stop_after=stop_after)
+        return resume_hint(metrics, run_dir, log)
 
 
 def resume_hint(metrics: dict[str, Any], run_dir: PathLike, log: Callable[..., None]) -> dict[str, Any]:

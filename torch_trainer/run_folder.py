@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,18 @@ def resume_config(run: str | Path) -> RunConfig:
     if all(isinstance(f, dict) and "models" in f for f in values.get("families") or [None]):
         return RunConfig.from_record(values)
     # the older record: one flat set of settings, for the run's one family or beside its families' records
-    records = {k: values.pop(k) for k in ("recipe", "train_dirs", "val_dir", "val_files", "overrides",
-                                          "family_overrides") if k in values}
+    records = {f.name: values.pop(f.name) for f in fields(RunConfig) if f.name != "families" and f.name in values}
     entries = values.pop("families", [])
     if entries and not (Path(run) / "families.json").is_file():
         raise NotFound(f"--resume: {Path(run) / 'families.json'} not found: the run recorded its families' "
                        f"settings there")
     flats = json.loads((Path(run) / "families.json").read_text()) if entries else [values]
     names = [family_name(e) for e in entries] or [Path(records.get("recipe", "run")).stem]
-    families = []
+    families, settings = [], setting_defaults()
     for name, flat in zip(names, flats):
         for key, off in RETIRED.items():
             if flat.pop(key, off) != off:
                 raise SettingsError(f"--resume: {path} sets {key}, an option that has been retired "
                                     f"(docs/recipe-experiments.md); train that run with an older version")
-        families.append(Family(name, family_models({k: v for k, v in flat.items() if k in setting_defaults()}, name)))
+        families.append(Family(name, family_models({k: v for k, v in flat.items() if k in settings}, name)))
     return RunConfig(families, **records)
