@@ -2,7 +2,10 @@
 data set.
 
 What changes from one shot to the next (framing, exposure, contrast, colour saturation) is
-varied; what names the class (the mug's hue) is kept nearly so.
+varied; what names the class (the mug's hue) is kept nearly so. Recipes may add what another camera,
+light or distance changes (issue 46): the light's colour as a black body's (`white_balance`), the mug
+smaller with the picture's edge colour around (`zoom_out`), blur, sensor noise and JPEG compression;
+`check_deployed_model.shifts` applies the same changes at fixed strengths to score a model.
 
 The augmentation draws the same random parameters as torchvision's `RandomResizedCrop`,
 `RandomHorizontalFlip` and `ColorJitter` would for each picture, and applies them to a whole
@@ -21,7 +24,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
+from kornia.filters import gaussian_blur2d
 from torch.utils.data import Dataset
+from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms import v2
 # torchvision's own colour-space kernels; they take batches (its public adjust_hue takes one
 # factor for the whole batch). tests/test_augment.py checks them against adjust_hue.
@@ -33,6 +39,14 @@ from torch_trainer.data import MugDataset
 
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 RATIO = (3 / 4, 4 / 3)         # RandomResizedCrop's aspect ratio range
+NEUTRAL_KELVIN = 6500.0        # the light a photo is taken to be balanced for (about daylight, D65)
+COOLEST_KELVIN = 25000.0       # the Planckian locus' formula holds from 1,667 K to 25,000 K
+# the share of pictures given each of zoom out, blur, noise and JPEG: the rest stay as shot, so the
+# model keeps seeing clean photos, which most requests are
+SHIFTED = 0.5
+# CIE XYZ to linear sRGB (IEC 61966-2-1)
+LUMA = (0.2126, 0.7152, 0.0722)  # linear sRGB's luminance weights
+XYZ_TO_SRGB = ((3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570))
 
 
 class TransformedSubset(Dataset):
@@ -175,6 +189,55 @@ def adjust_colour_cast(images: torch.Tensor, gains: torch.Tensor) -> torch.Tenso
     return (images * gains[:, :, None, None]).clamp(0, 1)
 
 
+def planckian_xy(kelvin: torch.Tensor) -> torch.Tensor:
+    """CIE 1931 xy chromaticity [..., 2] of a black body at `kelvin` (1,667-25,000 K): the cubic
+    splines of Kim et al. (2002), the Planckian locus to within 0.0005 in x and y."""
+    t = kelvin.double()
+    x = torch.where(t < 4000, -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910,
+                    -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390)
+    y = torch.where(t < 2222, -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683,
+                    torch.where(t < 4000, -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867,
+                                3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483))
+    return torch.stack([x, y], -1)
+
+
+def black_body_rgb(kelvin: torch.Tensor) -> torch.Tensor:
+    """Linear sRGB [..., 3] of a black body's light at `kelvin`, at luminance Y = 1."""
+    xy = planckian_xy(kelvin)
+    x, y = xy[..., 0], xy[..., 1]
+    xyz = torch.stack([x / y, torch.ones_like(x), (1 - x - y) / y], -1)
+    return xyz @ torch.tensor(XYZ_TO_SRGB, dtype=xyz.dtype).T
+
+
+def white_balance_gains(kelvin: torch.Tensor) -> torch.Tensor:
+    """Linear-light gains [..., 3] that turn a photo balanced for NEUTRAL_KELVIN into one lit by a
+    black body at `kelvin` (warmer below 6,500 K, cooler above), with white's luminance kept."""
+    gains = black_body_rgb(kelvin.clamp(1667, COOLEST_KELVIN)) / black_body_rgb(torch.tensor(NEUTRAL_KELVIN))
+    return (gains / (gains @ torch.tensor(LUMA, dtype=gains.dtype))[..., None]).float()
+
+
+def adjust_white_balance(images: torch.Tensor, kelvin: torch.Tensor) -> torch.Tensor:
+    """Each picture of a float sRGB batch [B, 3, H, W] as if lit by a black body at its `kelvin`
+    [B]: the gains applied in linear light, then clipped (a white mug under blue light clips blue)."""
+    gains = white_balance_gains(kelvin.cpu()).to(images.device, images.dtype)
+    linear = rgb_to_linear_rgb(images.clamp(0, 1)) * gains[:, :, None, None]
+    return linear_rgb_to_rgb(linear.clamp(0, 1))
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each picture of a float batch blurred with its own Gaussian `sigma` [B] (px), edges reflected."""
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    return gaussian_blur2d(images, 2 * radius + 1, sigma.to(images)[:, None].expand(-1, 2).contiguous())
+
+
+def jpeg_compress(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Each picture of a float batch in [0, 1] encoded as JPEG at its `quality` [B] and decoded
+    again (libjpeg, as the service decodes; rounded to whole levels first, as a photo file is)."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    decoded = [decode_jpeg(encode_jpeg(p, quality=int(q))) for p, q in zip(pixels, quality)]
+    return torch.stack(decoded).to(images.device, images.dtype) / 255
+
+
 JITTERS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
@@ -186,8 +249,14 @@ class BatchAugment:
     saturation, hue)` (the four in a random order of the picture's own), then the colour cast
     (`colour_cast` > 1: channel gains log-uniform in [1/colour_cast, colour_cast], brightness
     kept) and the exposure (`exposure` > 1: a factor log-uniform in [1/exposure, exposure]),
-    each clipped. Returns float pictures in [0, 1]. Random numbers come from torch's global
-    generator, which a resumed run restores.
+    each clipped. The capture shifts, each off by default, follow a photo's path: `zoom_out`
+    (a random half of the crops replaced by the whole picture shrunk by a factor log-uniform in
+    [1, zoom_out] at a random place, the edge pixels around), the light's colour before the
+    exposure (`white_balance` W: a black body uniform in [-W, W] mired around 6,500 K), then
+    `blur` (sigma uniform in [0.1, blur] px), `noise` (Gaussian, std uniform in [0, noise]) and
+    `jpeg` (quality uniform in [jpeg, 95]), each on a random half. Returns float pictures in
+    [0, 1]. Random numbers come from torch's global generator, which a resumed run restores;
+    a shift that is off draws none, so a recipe without them trains as before.
     """
 
     def __init__(self, cfg: TrainConfig):
@@ -201,8 +270,20 @@ class BatchAugment:
             raise SettingsError(f"--hue must be in [0, 0.5], not {cfg.hue}")
         if min(cfg.brightness, cfg.contrast, cfg.saturation) < 0:
             raise SettingsError("--brightness, --contrast and --saturation must not be negative")
+        mired = 1e6 / NEUTRAL_KELVIN
+        if not 0 <= cfg.white_balance < mired - 1e6 / COOLEST_KELVIN:
+            raise SettingsError(f"white_balance must be in [0, {mired - 1e6 / COOLEST_KELVIN:.0f}) mired (0 = off; "
+                                f"{mired:.0f} mired is 6,500 K, 40 is 25,000 K), not {cfg.white_balance}")
+        if cfg.zoom_out < 1:
+            raise SettingsError(f"zoom_out must be at least 1 (1 = off), not {cfg.zoom_out}")
+        if not 0 <= cfg.blur <= 5 or not 0 <= cfg.noise <= 1:
+            raise SettingsError(f"blur must be in [0, 5] px and noise in [0, 1] (0 = off), not {cfg.blur} and {cfg.noise}")
+        if not (cfg.jpeg == 0 or 1 <= cfg.jpeg <= 95):
+            raise SettingsError(f"jpeg must be a quality in [1, 95] (0 = off), not {cfg.jpeg}")
         self.size, self.crop_scale = cfg.input_size, cfg.crop_scale
         self.exposure, self.colour_cast = cfg.exposure, cfg.colour_cast
+        self.white_balance, self.zoom_out, self.blur, self.noise, self.jpeg = \
+            cfg.white_balance, cfg.zoom_out, cfg.blur, cfg.noise, cfg.jpeg
         # ColorJitter's ranges; a zero strength leaves its step out, as ColorJitter does
         self.ranges = [(max(0.0, 1 - s), 1 + s) if s else None for s in (cfg.brightness, cfg.contrast, cfg.saturation)]
         self.ranges.append((-cfg.hue, cfg.hue) if cfg.hue else None)
@@ -213,12 +294,29 @@ class BatchAugment:
         identity = (1.0, 1.0, 1.0, 0.0)
         factors = torch.stack([torch.empty(n).uniform_(*r) if r else torch.full((n,), identity[k])
                                for k, r in enumerate(self.ranges)], 1)
-        return {"boxes": crop_boxes(n, height, width, (self.crop_scale, 1.0)),
-                "flip": torch.rand(n) < 0.5,
-                "order": torch.rand(n, 4).argsort(1),
-                "factors": factors,
-                "cast": log_uniform((n, 3), self.colour_cast) if self.colour_cast > 1 else torch.ones(n, 3),
-                "exposure": log_uniform((n,), self.exposure) if self.exposure > 1 else torch.ones(n)}
+        params = {"boxes": crop_boxes(n, height, width, (self.crop_scale, 1.0)),
+                  "flip": torch.rand(n) < 0.5,
+                  "order": torch.rand(n, 4).argsort(1),
+                  "factors": factors,
+                  "cast": log_uniform((n, 3), self.colour_cast) if self.colour_cast > 1 else torch.ones(n, 3),
+                  "exposure": log_uniform((n,), self.exposure) if self.exposure > 1 else torch.ones(n)}
+        if self.zoom_out > 1:  # the whole picture in a box up to zoom_out times its size
+            shrink = self.zoom_out ** torch.rand(n)
+            h, w = (height * shrink).round().long(), (width * shrink).round().long()
+            top, left = -(torch.rand(n) * (h - height + 1)).long(), -(torch.rand(n) * (w - width + 1)).long()
+            zoomed = torch.stack([top, left, h, w], 1)
+            params["boxes"] = torch.where((torch.rand(n) < SHIFTED)[:, None], zoomed, params["boxes"])
+        if self.white_balance:
+            mired = 1e6 / NEUTRAL_KELVIN + self.white_balance * (2 * torch.rand(n) - 1)
+            params["kelvin"] = 1e6 / mired
+        if self.blur:
+            params["blur"] = torch.where(torch.rand(n) < SHIFTED, torch.empty(n).uniform_(0.1, self.blur), 0.0)
+        if self.noise:
+            std = torch.where(torch.rand(n) < SHIFTED, torch.rand(n) * self.noise, 0.0)
+            params["noise"] = std[:, None, None, None] * torch.randn(n, 3, self.size, self.size)
+        if self.jpeg:
+            params["jpeg"] = torch.where(torch.rand(n) < SHIFTED, torch.randint(self.jpeg, 96, (n,)), 0)
+        return params
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Augment a uint8 batch with the given draws (`params`); float [0, 1] out."""
@@ -233,8 +331,17 @@ class BatchAugment:
                     x[chosen] = jitter(x[chosen], factors[chosen, k])
         if self.colour_cast > 1:
             x = adjust_colour_cast(x, params["cast"].to(x.device))
+        if "kelvin" in params:
+            x = adjust_white_balance(x, params["kelvin"])
         if self.exposure > 1:
             x = adjust_brightness(x, params["exposure"].to(x.device))
+        # blur, noise and JPEG on the pictures drawn for each (a zero strength: left as shot)
+        if "blur" in params and (chosen := (params["blur"] > 0).nonzero()[:, 0]).numel():
+            x[chosen] = gaussian_blur(x[chosen], params["blur"][chosen])
+        if "noise" in params:
+            x = (x + params["noise"].to(x.device)).clamp(0, 1)
+        if "jpeg" in params and (chosen := (params["jpeg"] > 0).nonzero()[:, 0]).numel():
+            x[chosen] = jpeg_compress(x[chosen], params["jpeg"][chosen])
         return x
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,12 @@ class TrainConfig:
     hue: float = 0.02                  # small: hue is what tells a blue mug from a black one
     exposure: float = 2.0              # whole-picture exposure factor, log-uniform in [1/e, e], clipped; 1 = off
     colour_cast: float = 1.0           # per-channel gain log-uniform in [1/c, c], brightness kept; 1 = off
+    # capture shifts (issue 46), each off at its default: what another camera, light or distance does
+    white_balance: float = 0.0         # the light's colour: a black body within +-W mired of 6500 K; 0 = off
+    zoom_out: float = 1.0              # half the pictures shrunk by up to Z, the edge colour around; 1 = off
+    blur: float = 0.0                  # half the pictures blurred, Gaussian sigma up to B px; 0 = off
+    noise: float = 0.0                 # half the pictures with sensor noise, std up to N (of 1); 0 = off
+    jpeg: int = 0                      # half the pictures JPEG-compressed at a quality Q..95; 0 = off
     amp: str = "auto"                  # auto (bf16 on CUDA and on CPUs with AVX-512 BF16 or AMX) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA and with bf16 on the CPU) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
@@ -173,4 +179,15 @@ def family_summary(family: Family) -> str:
             + (f", {first.snapshots} snapshots each" if first.snapshots > 1 else "")
             + (", batch-norm statistics kept" if first.freeze_bn else "")
             + (f", colour cast {first.colour_cast:g}" if first.colour_cast != 1 else "")
+            + (f", capture shifts ({capture_summary(first)})" if capture_summary(first) else "")
             + (f", distilled from {first.teacher}" if first.teacher else ""))
+
+
+def capture_summary(model: TrainConfig) -> str:
+    """The capture shifts a model trains under, in words ("" when none)."""
+    parts = [f"white balance +-{model.white_balance:g} mired" if model.white_balance else "",
+             f"zoom out to 1/{model.zoom_out:g}" if model.zoom_out > 1 else "",
+             f"blur sigma <= {model.blur:g} px" if model.blur else "",
+             f"noise std <= {model.noise:g}" if model.noise else "",
+             f"JPEG quality >= {model.jpeg}" if model.jpeg else ""]
+    return ", ".join(p for p in parts if p)
