@@ -19,7 +19,7 @@ PINNED_RESNET = dict(
     arch="resnet18", weights="none", epochs=15, batch_size=64, lr=2e-3, backbone_lr_scale=0.1, weight_decay=0.05,
     warmup_epochs=1.0, schedule="warmup-then-cosine", label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="",
     crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0, colour_cast=1.0,
-    amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0, device="auto")
+    white_balance=0.0, zoom_out=1.0, blur=0.0, noise=0.0, jpeg=0, amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0, device="auto")
 # A Lite0 as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on the withheld
 # scene); channels-last is speed only (1.60x a float32 step on AVX2).
 PINNED_LITE0 = dict(PINNED_RESNET, arch="efficientnet_lite0", weights="imagenet", image_size=128, lr=1e-3,
@@ -76,6 +76,14 @@ def test_the_candidates_change_one_family_or_distil_the_default():
     assert [m.image_size for m in load_recipe("mixed-res").models] == [64, 64, 128]
     for retired in ("lite0-lpft", "lite0-wise-ft", "lite1"):
         assert retired not in list_recipes()
+
+
+def test_the_capture_shift_candidate_is_the_default_under_shifts():
+    """Issue 46's candidate: both of the default's families, each trained under the capture shifts."""
+    shifts = dict(contrast=0.6, white_balance=100, zoom_out=1.6, blur=1.5, noise=0.08, jpeg=10)
+    resnets, lites = load_recipe("resnet3-lite2-shifts").families
+    assert resnets == Family("shifts-resnet3", models(dict(PINNED_RESNET, **shifts), [0, 1, 2]))
+    assert lites == Family("shifts-lite0", models(dict(PINNED_FROZEN_BN, **shifts), [0, 1]))
 
 
 def test_a_recipe_of_families_is_checked(tmp_path):

@@ -1,0 +1,157 @@
+"""Capture shifts: a photo changed the way another camera, light or distance changes it, at a named
+strength, and encoded as the JPEG a client would send.
+
+Each shift is a function of a float RGB picture [3, H, W] in [0, 1] and one strength. White balance
+and exposure act in linear light, as a light's colour and an exposure do; the light's colour is a
+black body's (`torch_trainer.augment.white_balance_gains`, the same the training draws from). The
+result is rounded to whole levels and encoded as JPEG at quality 95 (`jpeg`: at its own quality), so
+that "none" is the re-encoded photo. A shift is given as `NAME` (its default strengths) or
+`NAME=S1,S2,...`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
+from kornia.geometry.transform import rotate
+from PIL import Image
+from torchvision.io import encode_jpeg
+from torchvision.transforms.v2 import functional as TF
+
+from mug_errors import SettingsError
+from torch_trainer.augment import adjust_white_balance, gaussian_blur
+
+QUALITY = 95  # how a shifted photo is re-encoded (what a phone or a browser upload would use)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One kind of change: `apply(picture, strength)`, its default strengths (mildest first) and the
+    unit they are in."""
+    name: str
+    apply: Callable[[torch.Tensor, float, int], torch.Tensor]
+    strengths: tuple[float, ...]
+    unit: str
+
+
+def _linear(picture: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return linear_rgb_to_rgb(change(rgb_to_linear_rgb(picture[None])).clamp(0, 1))[0]
+
+
+def exposure(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """The light's amount times `factor` (linear light, clipped)."""
+    return _linear(picture, lambda x: x * factor)
+
+
+def white_balance(picture: torch.Tensor, kelvin: float, seed: int = 0) -> torch.Tensor:
+    """Lit by a black body at `kelvin` instead of 6,500 K (warmer below, cooler above)."""
+    return adjust_white_balance(picture[None], torch.tensor([float(kelvin)]))[0]
+
+
+def contrast(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Blended with its mean grey (`factor` < 1: flatter, as through haze or a cheap lens)."""
+    return TF.adjust_contrast(picture, factor)
+
+
+def blur(picture: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    """Out of focus or shaken: a Gaussian blur of `sigma` px."""
+    return gaussian_blur(picture[None], torch.tensor([float(sigma)]))[0]
+
+
+def noise(picture: torch.Tensor, levels: float, seed: int = 0) -> torch.Tensor:
+    """Sensor noise: Gaussian, std `levels` of 255, the same draw for the same `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return (picture + torch.randn(picture.shape, generator=generator) * levels / 255).clamp(0, 1)
+
+
+def jpeg(picture: torch.Tensor, quality: float, seed: int = 0) -> torch.Tensor:
+    """Unchanged here; `shifted_jpeg` encodes it at this quality instead of QUALITY."""
+    return picture
+
+
+def tilt(picture: torch.Tensor, degrees: float, seed: int = 0) -> torch.Tensor:
+    """The camera rolled by `degrees`, the corners filled with the edge pixels."""
+    return rotate(picture[None], torch.tensor([float(degrees)]), padding_mode="border")[0]
+
+
+def zoom_in(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Closer: the central 1/`factor` of the picture, enlarged to its size."""
+    _, h, w = picture.shape
+    crop = TF.center_crop(picture, [max(1, round(h / factor)), max(1, round(w / factor))])
+    return TF.resize(crop, [h, w], antialias=True).clamp(0, 1)
+
+
+def zoom_out(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Farther: the picture shrunk by `factor`, centred, the edge colour around it."""
+    _, h, w = picture.shape
+    small = TF.resize(picture, [max(1, round(h / factor)), max(1, round(w / factor))], antialias=True)
+    top, left = (h - small.shape[1]) // 2, (w - small.shape[2]) // 2
+    pad = (left, w - small.shape[2] - left, top, h - small.shape[1] - top)
+    return F.pad(small[None], pad, mode="replicate")[0].clamp(0, 1)
+
+
+def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Tensor:
+    """A larger photo of the same view (`pixels` on a side), which the service resizes itself."""
+    return TF.resize(picture, [int(pixels), int(pixels)], antialias=True).clamp(0, 1)
+
+
+SHIFTS = {s.name: s for s in (
+    Shift("none", lambda picture, strength, seed=0: picture, (0,), "-"),
+    Shift("darker", exposure, (0.7, 0.5, 0.35), "exposure factor"),
+    Shift("brighter", exposure, (1.4, 2.0, 2.8), "exposure factor"),
+    Shift("lower-contrast", contrast, (0.7, 0.5, 0.35), "contrast factor"),
+    Shift("warmer", white_balance, (5000, 4000, 3000), "light in K (camera at 6,500 K)"),
+    Shift("cooler", white_balance, (8000, 11000, 16000), "light in K (camera at 6,500 K)"),
+    Shift("blur", blur, (0.6, 1.0, 1.6), "sigma px"),
+    Shift("noise", noise, (6, 12, 24), "std, levels of 255"),
+    Shift("jpeg", jpeg, (40, 20, 10), "JPEG quality"),
+    Shift("tilt", tilt, (8, 15, 25), "degrees"),
+    Shift("zoom-in", zoom_in, (1.2, 1.5), "factor"),
+    Shift("zoom-out", zoom_out, (1.25, 1.6, 2.0), "factor"),
+    Shift("larger-photo", photo_size, (128, 256), "px"),
+)}
+
+
+def parse_shifts(specs: Sequence[str] | None) -> list[tuple[Shift, tuple[float, ...]]]:
+    """(shift, strengths) for each `NAME` or `NAME=S1,S2` (all of SHIFTS when None); "none" comes
+    first whether named or not: every other figure is read against it."""
+    chosen: dict[str, tuple[float, ...]] = {}
+    for spec in specs if specs is not None else list(SHIFTS):
+        name, _, values = spec.partition("=")
+        if name not in SHIFTS:
+            raise SettingsError(f"--shifts: unknown shift {name!r}; the shifts are {', '.join(SHIFTS)}")
+        try:
+            strengths = tuple(float(v) for v in values.split(",")) if values else SHIFTS[name].strengths
+        except ValueError:
+            raise SettingsError(f"--shifts {spec}: strengths are numbers separated by commas") from None
+        check_strengths(SHIFTS[name], strengths)
+        chosen[name] = strengths
+    chosen.setdefault("none", (0,))
+    return [(SHIFTS["none"], chosen.pop("none"))] + [(SHIFTS[n], s) for n, s in chosen.items()]
+
+
+def check_strengths(shift: Shift, strengths: Sequence[float]) -> None:
+    """A SettingsError for a strength the shift cannot take."""
+    limits = {exposure: (0, math.inf), contrast: (0, math.inf), white_balance: (1667, 25000), blur: (0, 5),
+              noise: (0, 255), jpeg: (1, 100), tilt: (-90, 90), zoom_in: (1, 8), zoom_out: (1, 8),
+              photo_size: (16, 4096)}
+    low, high = limits.get(shift.apply, (-math.inf, math.inf))
+    bad = [s for s in strengths if not low <= s <= high or (shift.apply is exposure and s == 0)]
+    if bad:
+        raise SettingsError(f"--shifts {shift.name}: {bad[0]:g} is out of range ({shift.unit} in [{low:g}, {high:g}])")
+
+
+def shifted_jpeg(photo: bytes, shift: Shift, strength: float, seed: int = 0) -> bytes:
+    """The photo (encoded bytes) under `shift` at `strength`, as JPEG bytes; `seed` fixes noise."""
+    with Image.open(io.BytesIO(photo)) as image:
+        picture = TF.to_dtype(TF.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
+    changed = shift.apply(picture, strength, seed)
+    pixels = (changed * 255).round().clamp(0, 255).to(torch.uint8)
+    quality = int(strength) if shift.apply is jpeg else QUALITY
+    return encode_jpeg(pixels, quality=quality).numpy().tobytes()
