@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -52,8 +52,11 @@ def parse_request(body: bytes, max_instances: int) -> list[bytes]:
 
 
 def create_app(predictor: Any, model_name: str = "mug", max_instances: int = 64,
+               health_routes: Sequence[str] = (), predict_routes: Sequence[str] = (),
                max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
-    """The ASGI app around a loaded `SavedModelPredictor` (or anything with `.predict(list[bytes])`)."""
+    """The ASGI app around a loaded `SavedModelPredictor` (or anything with `.predict(list[bytes])`);
+    `health_routes` and `predict_routes` add paths of those kinds (Vertex AI's $AIP_HEALTH_ROUTE and
+    $AIP_PREDICT_ROUTE for a custom container)."""
 
     async def predict(request: Request) -> JSONResponse:
         try:
@@ -85,5 +88,7 @@ def create_app(predictor: Any, model_name: str = "mug", max_instances: int = 64,
         Route("/v1/projects/{project}/models/{model}:predict", predict, methods=["POST"]),
         Route("/v1/projects/{project}/models/{model}/versions/{version}:predict", predict, methods=["POST"]),
         Route("/v1/projects/{project}/locations/{location}/endpoints/{endpoint}:predict", predict, methods=["POST"]),
+        *(Route(path, health) for path in health_routes),
+        *(Route(path, predict, methods=["POST"]) for path in predict_routes),
     ]
     return Starlette(routes=routes)

@@ -1,9 +1,9 @@
 """An export against PyTorch on the same image bytes: the one parity check that the export
-(`convert.to_savedmodel`), the sweep (`convert.parity_sweep`) and the TF 2.12 check all run.
+(`convert.to_savedmodel`), the sweep (`convert.parity_sweep`) and the TF 2.14 check (bench/check_tf214.sh) all run.
 
 PyTorch, the reference, and ONNX Runtime get the pixels PIL decodes, as training loads them;
 the SavedModel gets the bytes themselves through `serving_default`: in this process, or in a
-fresh one (`convert.verify`, run by any Python, such as a plain TF 2.12 venv) in which onnx-tf,
+fresh one (`convert.verify`, run by any Python, such as a plain TF 2.14 venv) in which onnx-tf,
 onnx and torch cannot be imported, which proves that serving needs nothing but TensorFlow.
 """
 

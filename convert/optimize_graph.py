@@ -19,7 +19,7 @@ conv bias as a broadcast AddV2 that grappler's remapper does not fuse. This modu
 
 Each rewrite checks what it relies on (dtypes, constant shapes, static sizes) and leaves a node
 alone otherwise; attributes are read without inserting them (indexing a protobuf map adds an
-empty value). The result holds only stock TensorFlow ops, so TF 2.12 serving loads it like the
+empty value). The result holds only stock TensorFlow ops, so TF 2.14 serving loads it like the
 original, with oneDNN on or off.
 """
 

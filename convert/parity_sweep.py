@@ -1,11 +1,11 @@
 """Parity sweep over the images of a folder: ONNX Runtime and the SavedModel against PyTorch.
 
     python -m convert.parity_sweep --checkpoint RUN/model.pt --model-dir EXPORT --data-dir DIR [--onnx RUN/model.onnx]
-        [--loaders graph tf2] [--kernels onednn eigen] [--serving-python .venv-tf212/bin/python] [--limit N] [--tol 1e-5]
+        [--loaders graph tf2] [--kernels onednn eigen] [--serving-python .venv-tf214/bin/python] [--limit N] [--tol 1e-5]
 
 PyTorch and ONNX Runtime get the pixels PIL decodes (as training does); the SavedModel gets
 the files' bytes through `serving_default` (`convert.compare.sweep`) in fresh processes, one per
-kernel library (oneDNN, Eigen), of this Python or --serving-python (a plain TF 2.12 venv, say). Prints,
+kernel library (oneDNN, Eigen), of this Python or --serving-python (a plain TF 2.14 venv, say). Prints,
 per model, the max |dprob| against PyTorch and the share of images with the same class, then
 the report as one line of JSON. Exits 1 when a model changes a class (or, with --tol, when it is
 beyond that max |dprob|), 2 when it cannot run.

@@ -2,7 +2,7 @@
 
     python -m convert.verify --model-dir EXPORT --out outputs.npz [--loaders graph tf2] IMAGE...
 
-`convert.compare` runs this (with this project's Python or another, such as a plain TF 2.12
+`convert.compare` runs this (with this project's Python or another, such as a plain TF 2.14
 venv): it proves the model loads through TensorFlow's loaders without anything from the
 conversion step, and hands back their outputs.
 """

@@ -175,13 +175,19 @@ def test_deploy_dry_run_returns_every_step(export, tmp_path):
     model_dir, _ = export
     logged = []
     steps = deploy("p", "europe-west1", "gs://b", str(model_dir), dry_run=True, log=lambda *a, **k: logged.append(a[0]))
-    assert [s[:4] for s in steps] == [["gsutil", "-m", "cp", "-r"], ["gcloud", "ai", "models", "upload"],
+    assert [s[:4] for s in steps] == [["gcloud", "storage", "cp", "-r"], ["gcloud", "ai", "models", "upload"],
                                       ["gcloud", "ai", "endpoints", "create"], ["gcloud", "ai", "endpoints", "deploy-model"]]
     assert steps[0][-1] == "gs://b/mug-model/" and "--container-image-uri=" + container_uri("europe-west1") in steps[1]
-    assert container_uri("europe-west1").startswith("europe-docker.pkg.dev/") and "tf2-cpu.2-12" in steps[1][-1]
+    assert steps[1][-1] == "--container-image-uri=europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    older = deploy("p", "us-central1", "gs://b", str(model_dir), dry_run=True, log=lambda *a, **k: None, runtime="2.14")
+    assert older[1][-1] == "--container-image-uri=us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-14:latest"
+    gone = run_main("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
+                    str(model_dir), "--runtime", "2.12", "--dry-run")
+    assert gone.returncode == 2 and "--runtime 2.12" in gone.stderr and "2.15, 2.14" in gone.stderr
     assert logged[0] == f"{model_dir}: serving contract checked" and len(logged) == 1 + len(steps)
     down = teardown("p", "europe-west1", "gs://b", dry_run=True, log=lambda *a, **k: None)
     assert [s[3] for s in down] == ["undeploy-model", "delete", "delete", "-r"] and down[2][2] == "models"
+    assert down[-1] == ["gcloud", "storage", "rm", "-r", "gs://b/mug-model"]
     with pytest.raises(NotFound, match="saved_model.pb"):  # the contract is checked before anything is uploaded
         deploy("p", "europe-west1", "gs://b", str(tmp_path), dry_run=True)
     with pytest.raises(SettingsError, match="gs://"):
@@ -189,6 +195,31 @@ def test_deploy_dry_run_returns_every_step(export, tmp_path):
     bad = run_main("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
                    str(tmp_path), "--dry-run")
     assert bad.returncode == 2 and "saved_model.pb" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_deploy_custom_builds_the_image_and_names_its_routes(export):
+    """--runtime custom: Cloud Build makes the Dockerfile's image, the upload tells Vertex AI its
+    routes and port, then the endpoint as with a prebuilt image; teardown deletes the image too."""
+    model_dir, _ = export
+    image = "europe-docker.pkg.dev/p/serving/mug:1"
+    steps = deploy("p", "europe-west1", "gs://b", str(model_dir), dry_run=True, log=lambda *a, **k: None,
+                   runtime="custom", image=image)
+    assert [s[:3] for s in steps] == [["gcloud", "builds", "submit"], ["gcloud", "storage", "cp"],
+                                      ["gcloud", "ai", "models"], ["gcloud", "ai", "endpoints"], ["gcloud", "ai", "endpoints"]]
+    assert f"--tag={image}" in steps[0] and Path(steps[0][-1], "Dockerfile").is_file()
+    assert steps[2][-4:] == [f"--container-image-uri={image}", "--container-health-route=/health",
+                             "--container-predict-route=/predict", "--container-ports=8080"]
+    assert [s[3] for s in steps[3:]] == ["create", "deploy-model"]
+    down = teardown("p", "europe-west1", "gs://b", dry_run=True, log=lambda *a, **k: None, image=image)
+    assert down[-1][:6] == ["gcloud", "artifacts", "docker", "images", "delete", image]
+    for runtime, bad, said in (("custom", None, "needs --image"), ("custom", "docker.io/me/mug", "needs --image"),
+                               ("2.15", image, "only --runtime custom builds")):
+        with pytest.raises(SettingsError, match=said):
+            deploy("p", "europe-west1", "gs://b", str(model_dir), dry_run=True, runtime=runtime, image=bad)
+    printed = run_main("check_deployed_model.deploy", "--project", "p", "--bucket", "gs://b", "--model-dir",
+                       str(model_dir), "--runtime", "custom", "--image", image, "--dry-run")
+    assert printed.returncode == 0 and "[1/5] gcloud builds submit" in printed.stdout
+    assert "--container-predict-route=/predict" in printed.stdout and "dry run: nothing was changed" in printed.stdout
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -235,13 +266,11 @@ case "$*" in
   "ai models list"*) printf '%s\\n' {models} ;;
   "ai endpoints list"*) printf '%s\\n' {endpoints} ;;
   "ai endpoints describe"*) printf '%s\\n' {deployed} ;;
-  "ai endpoints undeploy-model"*|"ai endpoints delete"*|"ai models delete"*) ;;
+  "ai endpoints undeploy-model"*|"ai endpoints delete"*|"ai models delete"*|"storage rm"*) ;;
   *) echo "unexpected call: $*" >&2; exit 3 ;;
 esac
 """)
     script.chmod(0o755)
-    (bin_dir / "gsutil").write_text(f"#!/bin/sh\necho gsutil \"$@\" >> {tmp_path}/calls\n")
-    (bin_dir / "gsutil").chmod(0o755)
     return {"PATH": f"{bin_dir}:{__import__('os').environ['PATH']}"}
 
 
@@ -252,7 +281,7 @@ def test_teardown_undeploys_every_model_and_refuses_two_of_one_name(tmp_path):
     calls = (tmp_path / "calls").read_text().splitlines()
     assert [c.split()[3] for c in calls if "undeploy-model" in c] == ["22", "22"]
     assert {c.rsplit("=", 1)[-1] for c in calls if "undeploy-model" in c} == {"7", "8"}
-    assert any(c.startswith("ai models delete 11") for c in calls) and calls[-1] == "gsutil -m rm -r gs://b/mug-model"
+    assert any(c.startswith("ai models delete 11") for c in calls) and calls[-1] == "storage rm -r gs://b/mug-model"
 
     two = tmp_path / "two"
     two.mkdir()
