@@ -97,8 +97,8 @@ def zoom_out(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tenso
 
 
 def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Tensor:
-    """A larger photo of the same view (`pixels` on a side), which the service resizes itself."""
-    return TF.resize(picture, [int(pixels), int(pixels)], antialias=True).clamp(0, 1)
+    """A larger photo of the same view (`pixels` on its shorter side), which the service resizes itself."""
+    return TF.resize(picture, int(pixels), antialias=True).clamp(0, 1)
 
 
 SHIFTS = {s.name: s for s in (
