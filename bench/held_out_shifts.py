@@ -6,7 +6,8 @@ change the default (issue 46) until the withheld scene's figures come back.
 Each RUN is a `trainer.task` run folder that held out burst groups of the training photos (its
 config.json lists them; `--seed S` picks them, so runs of one seed hold out the same photos). Every
 run's model.pt is scored by `check_deployed_model.robustness`'s job on those photos (OUT/LABEL/),
-then one table: clean accuracy, each shift's mean over its strengths, the mean over the shifts and
+then one table (a run whose OUT/LABEL/robustness.json exists is read, not scored again, unless
+--overwrite): clean accuracy, each shift's mean over its strengths, the mean over the shifts and
 the worst shift, run by run and each recipe's mean over its seeds; with two recipes, the second's
 change against the first, seed by seed (the same held-out photos).
 """
@@ -94,12 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         label, _, run = spec.partition("=")
         if not run:
             raise InputError(f"--runs {spec}: give LABEL=RUN_FOLDER")
-        with tempfile.TemporaryDirectory() as tmp:
-            data = held_out_folder(Path(run), Path(tmp) / "held_out")
-            predict = bytes_predictor(checkpoint=Path(run) / "model.pt")
-            results[label] = shift_report(predict, data, shifts, Path(args.output_dir) / label.replace("/", "-"),
-                                          args.overwrite)
-        results[label]["data_dir"] = f"{run} (held out)"
+        out = Path(args.output_dir) / label.replace("/", "-")
+        if (out / "robustness.json").is_file() and not args.overwrite:  # scored before: read, not scored again
+            results[label] = json.loads((out / "robustness.json").read_text())
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                data = held_out_folder(Path(run), Path(tmp) / "held_out")
+                predict = bytes_predictor(checkpoint=Path(run) / "model.pt")
+                results[label] = shift_report(predict, data, shifts, out, args.overwrite, data_name=f"{run} (held out)")
         print(f"{label}: {results[label]['images']} held-out photos, clean {results[label]['summary']['clean']:.3f}, "
               f"mean over the shifts {results[label]['summary']['mean_over_shifts']:.3f}", flush=True)
     print()

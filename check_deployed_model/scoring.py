@@ -55,13 +55,14 @@ def bytes_predictor(checkpoint: str | os.PathLike | None = None, model_dir: str 
 
 
 def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tuple[Shift, tuple[float, ...]]],
-                 output_dir: str | os.PathLike, overwrite: bool = False, sheet_per_shift: int = 6) -> dict[str, Any]:
+                 output_dir: str | os.PathLike, overwrite: bool = False, sheet_per_shift: int = 6,
+                 data_name: str | None = None) -> dict[str, Any]:
     """Accuracy and confusion of `predict` on the labelled photos of `data_dir` under each shift at
     each strength (`parse_shifts`), with a summary: clean accuracy, each shift's mean over its
     strengths, their mean and the worst shift. Writes OUT/robustness.json, robustness.md (the table),
     accuracy.png (accuracy against strength) and mistakes.png (the mistakes at each shift's strongest
     strength); OUT is built beside itself and moved into place only when complete, and an existing
-    one is replaced only with `overwrite`."""
+    one is replaced only with `overwrite`. `data_name` says what the photos are (default: `data_dir`)."""
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
         raise OutputExists(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
@@ -82,7 +83,7 @@ def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tup
                 sheet.append(load_images([blobs[i]], 64)[0].permute(1, 2, 0).numpy())
                 captions.append(f"{shift.name} {strength:g}\n{data.class_names[targets[i]]}->"
                                 f"{data.class_names[preds[i]]}")
-    result = {"data_dir": str(data_dir), "images": len(photos), "class_names": data.class_names,
+    result = {"data_dir": data_name or str(data_dir), "images": len(photos), "class_names": data.class_names,
               "summary": summarize(rows), "rows": rows}
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))

@@ -176,3 +176,25 @@ def test_an_export_scores_the_shifted_bytes_as_its_checkpoint_does(export, train
     assert (served.argmax(1) == trained.argmax(1)).all() and np.abs(served - trained).max() < 0.02
     with pytest.raises(SettingsError, match="not both or neither"):
         bytes_predictor()
+
+
+def test_the_held_out_bench_scores_the_photos_a_run_held_out(trained_run, data_root, tmp_path):
+    """bench.held_out_shifts reads the held-out photos from a run's record and scores its model on them;
+    a report already written is read back, not scored again."""
+    run = tmp_path / "task_run"
+    run.mkdir()
+    held_out = sorted(str(p) for p in (data_root / "eval").rglob("*.jpg"))[::2]
+    (run / "config.json").write_text(json.dumps({"val_files": held_out}))
+    (run / "model.pt").symlink_to(trained_run / "model.pt")
+    args = ["--runs", f"a/0={run}", f"b/0={run}", "--output-dir", str(tmp_path / "out"), "--shifts", "tilt=10"]
+    first = run_main("bench.held_out_shifts", *args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "out" / "a-0" / "robustness.json").read_text())
+    assert report["images"] == len(held_out) and report["data_dir"] == f"{run} (held out)"
+    assert "b - a, seed by seed" in first.stdout and "a (mean of 1)" in first.stdout
+    (tmp_path / "out" / "b-0" / "robustness.json").write_text(json.dumps(dict(report, images=-1)))
+    again = run_main("bench.held_out_shifts", *args)
+    assert again.returncode == 0 and "b/0: -1 held-out photos" in again.stdout
+    (run / "config.json").write_text(json.dumps({"val_files": []}))
+    empty = run_main("bench.held_out_shifts", "--runs", f"c/0={run}", "--output-dir", str(tmp_path / "out"))
+    assert empty.returncode == 2 and "held out no photos" in empty.stderr
