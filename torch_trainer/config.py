@@ -18,9 +18,9 @@ from typing import Callable
 from mug_errors import SettingsError
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-DEFAULT_RECIPE = "resnet3-lite2-shifts"
+DEFAULT_RECIPE = "resnet3-lite2-frozen-bn"
 SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
-# how a recipe writes a family's models, with the defaults of exposure-ens3, a ResNet18 family
+# how a recipe writes a family's models, with the defaults of the default's ResNet18 family
 FAMILY_SHORTHAND = {"ensemble": 3, "member_image_sizes": []}
 # settings of ideas that lost on the withheld scene (docs/recipe-experiments.md), with the value that
 # turned each off: a run recorded before they went still resumes if it left them off
@@ -30,8 +30,7 @@ RETIRED = {"swa_start": 0.0, "probe_epochs": 0, "wise_alpha": 1.0, "workers": 0}
 @dataclass
 class TrainConfig:
     """One model's complete settings; the field defaults are those of the first model of
-    `exposure-ens3`, the ResNet18 family of `resnet3-lite2-frozen-bn` (the default until issue 46; the
-    default's ResNet18 family, `shifts-resnet3`, is these with the capture shifts on).
+    `exposure-ens3`, the ResNet18 family of the default recipe (`resnet3-lite2-frozen-bn`).
 
     The defaults below were set by figures on the withheld scene (README, Recipes): `weights` none
     is what every ResNet18 scored so far started from. Change one only where such a figure says

@@ -118,7 +118,7 @@ def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, di
     g.add_argument("--seed", type=int, help="the first model's seed in each family")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--family", action="append", default=[], metavar="NAME:SETTING=VALUE",
-                   help="change one family's setting (e.g. shifts-lite0:epochs=5); repeat the flag for more")
+                   help="change one family's setting (e.g. lite0-frozen-bn:epochs=5); repeat the flag for more")
     a.add_argument("--crop-scale", type=float, help="smallest crop area (fraction)")
     a.add_argument("--brightness", type=float)
     a.add_argument("--contrast", type=float)
