@@ -32,12 +32,15 @@ QUALITY = 95  # how a shifted photo is re-encoded (what a phone or a browser upl
 
 @dataclass(frozen=True)
 class Shift:
-    """One kind of change: `apply(picture, strength)`, its default strengths (mildest first) and the
-    unit they are in."""
+    """One kind of change: `apply(picture, strength)`, its default strengths (mildest first), the
+    unit they are in and the range a strength may take (`low` excluded where `open_low`)."""
     name: str
     apply: Callable[[torch.Tensor, float, int], torch.Tensor]
     strengths: tuple[float, ...]
     unit: str
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
 
 
 def _linear(picture: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -103,18 +106,18 @@ def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Ten
 
 SHIFTS = {s.name: s for s in (
     Shift("none", lambda picture, strength, seed=0: picture, (0,), "-"),
-    Shift("darker", exposure, (0.7, 0.5, 0.35), "exposure factor"),
-    Shift("brighter", exposure, (1.4, 2.0, 2.8), "exposure factor"),
-    Shift("lower-contrast", contrast, (0.7, 0.5, 0.35), "contrast factor"),
-    Shift("warmer", white_balance, (5000, 4000, 3000), "light in K (camera at 6,500 K)"),
-    Shift("cooler", white_balance, (8000, 11000, 16000), "light in K (camera at 6,500 K)"),
-    Shift("blur", blur, (0.6, 1.0, 1.6), "sigma px"),
-    Shift("noise", noise, (6, 12, 24), "std, levels of 255"),
-    Shift("jpeg", jpeg, (40, 20, 10), "JPEG quality"),
-    Shift("tilt", tilt, (8, 15, 25), "degrees"),
-    Shift("zoom-in", zoom_in, (1.2, 1.5), "factor"),
-    Shift("zoom-out", zoom_out, (1.25, 1.6, 2.0), "factor"),
-    Shift("larger-photo", photo_size, (128, 256), "px"),
+    Shift("darker", exposure, (0.7, 0.5, 0.35), "exposure factor", 0, open_low=True),
+    Shift("brighter", exposure, (1.4, 2.0, 2.8), "exposure factor", 0, open_low=True),
+    Shift("lower-contrast", contrast, (0.7, 0.5, 0.35), "contrast factor", 0),
+    Shift("warmer", white_balance, (5000, 4000, 3000), "light in K (camera at 6,500 K)", 1667, 25000),
+    Shift("cooler", white_balance, (8000, 11000, 16000), "light in K (camera at 6,500 K)", 1667, 25000),
+    Shift("blur", blur, (0.6, 1.0, 1.6), "sigma px", 0, 5),
+    Shift("noise", noise, (6, 12, 24), "std, levels of 255", 0, 255),
+    Shift("jpeg", jpeg, (40, 20, 10), "JPEG quality", 1, 100),
+    Shift("tilt", tilt, (8, 15, 25), "degrees", -90, 90),
+    Shift("zoom-in", zoom_in, (1.2, 1.5), "factor", 1, 8),
+    Shift("zoom-out", zoom_out, (1.25, 1.6, 2.0), "factor", 1, 8),
+    Shift("larger-photo", photo_size, (128, 256), "px", 16, 4096),
 )}
 
 
@@ -138,13 +141,10 @@ def parse_shifts(specs: Sequence[str] | None) -> list[tuple[Shift, tuple[float, 
 
 def check_strengths(shift: Shift, strengths: Sequence[float]) -> None:
     """A SettingsError for a strength the shift cannot take."""
-    limits = {exposure: (0, math.inf), contrast: (0, math.inf), white_balance: (1667, 25000), blur: (0, 5),
-              noise: (0, 255), jpeg: (1, 100), tilt: (-90, 90), zoom_in: (1, 8), zoom_out: (1, 8),
-              photo_size: (16, 4096)}
-    low, high = limits.get(shift.apply, (-math.inf, math.inf))
-    bad = [s for s in strengths if not low <= s <= high or (shift.apply is exposure and s == 0)]
+    bad = [v for v in strengths if not shift.low <= v <= shift.high or (shift.open_low and v == shift.low)]
     if bad:
-        raise SettingsError(f"--shifts {shift.name}: {bad[0]:g} is out of range ({shift.unit} in [{low:g}, {high:g}])")
+        raise SettingsError(f"--shifts {shift.name}: {bad[0]:g} is out of range ({shift.unit} in "
+                            f"{'(' if shift.open_low else '['}{shift.low:g}, {shift.high:g}])")
 
 
 def shifted_jpeg(photo: bytes, shift: Shift, strength: float, seed: int = 0) -> bytes:

@@ -44,8 +44,8 @@ COOLEST_KELVIN = 25000.0       # the Planckian locus' formula holds from 1,667 K
 # the share of pictures given each of zoom out, blur, noise and JPEG: the rest stay as shot, so the
 # model keeps seeing clean photos, which most requests are
 SHIFTED = 0.5
-# CIE XYZ to linear sRGB (IEC 61966-2-1)
 LUMA = (0.2126, 0.7152, 0.0722)  # linear sRGB's luminance weights
+# CIE XYZ to linear sRGB (IEC 61966-2-1)
 XYZ_TO_SRGB = ((3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570))
 
 
