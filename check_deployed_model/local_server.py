@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model_dir:
         parser.error("--model-dir is required (or set AIP_STORAGE_URI or MODEL_DIR)")
     port = args.port if args.port is not None else env_port()
-    routes = {"health": [os.environ["AIP_HEALTH_ROUTE"]] if os.environ.get("AIP_HEALTH_ROUTE") else [],
-              "predict": [os.environ["AIP_PREDICT_ROUTE"]] if os.environ.get("AIP_PREDICT_ROUTE") else []}
+    # Vertex AI's routes for a custom container, beside the server's own
+    health = [os.environ["AIP_HEALTH_ROUTE"]] if os.environ.get("AIP_HEALTH_ROUTE") else []
+    predict = [os.environ["AIP_PREDICT_ROUTE"]] if os.environ.get("AIP_PREDICT_ROUTE") else []
     with tempfile.TemporaryDirectory(prefix="model-") as copy:
         predictor = SavedModelPredictor(local_model_dir(args.model_dir, copy), "graph")
-        app = create_app(predictor, args.model_name, args.max_instances, routes["health"], routes["predict"])
-        print(f"serving {args.model_dir} on http://{args.host}:{port}/ (predict: POST "
-              f"{(routes['predict'] or [f'/v1/models/{args.model_name}:predict'])[0]})", flush=True)
+        app = create_app(predictor, args.model_name, args.max_instances, health, predict)
+        route = predict[0] if predict else f"/v1/models/{args.model_name}:predict"
+        print(f"serving {args.model_dir} on http://{args.host}:{port}/ (predict: POST {route})", flush=True)
         uvicorn.run(app, host=args.host, port=port, log_level="warning")
     return 0
 

@@ -3,12 +3,13 @@ gcloud (the Google Cloud SDK, logged in; `gcloud storage` copies): `deploy` and 
 behind `check_deployed_model.deploy`, run their steps one by one and return them.
 
 The container is one of Vertex AI's prebuilt TensorFlow serving images (RUNTIMES): 2.15 (the TF the
-export is built and checked with) or 2.14; or `custom`: the Dockerfile's image (the project's own
-server, `check_deployed_model.local_server`), built and pushed with Cloud Build. Their end of availability is 2027-01-14, and 2.12's was
-2025-06-30, 2.13's 2025-11-28 (Vertex AI's list of prebuilt prediction containers as issue 47 quotes
-it on 2026-12-06; these machines cannot reach Google's page to read it again). The export's contract
-is checked before anything is uploaded. ML6 asks that the model be removed after grading: `teardown`
-undeploys every deployed model, deletes the endpoint and the model and removes the upload.
+export is built and checked with) or 2.14, both available until 2027-01-14 (2.12 ended 2025-06-30,
+2.13 2025-11-28); or `custom`: the Dockerfile's image (the project's own server,
+`check_deployed_model.local_server`), built and pushed with Cloud Build. The dates are Vertex AI's
+list of prebuilt prediction containers as issue 47 quotes it on 2026-12-06 (these machines cannot
+reach Google's page to read it again). The export's contract is checked before anything is uploaded.
+ML6 asks that the model be removed after grading: `teardown` undeploys every deployed model, deletes
+the endpoint and the model and removes the upload.
 """
 
 from __future__ import annotations
