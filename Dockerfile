@@ -13,7 +13,8 @@ COPY requirements-serve.txt .
 RUN pip install --no-cache-dir -r requirements-serve.txt
 COPY mug_errors/ mug_errors/
 COPY serving/ serving/
-COPY check_deployed_model/__init__.py check_deployed_model/app.py check_deployed_model/protocol.py \
-     check_deployed_model/local_server.py check_deployed_model/page.html check_deployed_model/
+COPY check_deployed_model/__init__.py check_deployed_model/protocol.py check_deployed_model/local_server.py \
+     check_deployed_model/
+COPY check_deployed_model/server/ check_deployed_model/server/
 EXPOSE 8080
 CMD ["python", "-m", "check_deployed_model.local_server", "--host", "0.0.0.0"]

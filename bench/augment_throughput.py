@@ -23,10 +23,10 @@ from torchvision.transforms import v2
 
 from bench.machine import cpu_description
 from mug_errors import command
-from torch_trainer.augment import RATIO, BatchAugment
-from torch_trainer.config import TrainConfig
-from torch_trainer.flags import parse_args
-from torch_trainer.data import MugDataset
+from torch_trainer.training.augment import RATIO, BatchAugment
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.settings.flags import parse_args
+from torch_trainer.classifier.photos import MugDataset
 
 
 def per_picture_transform(cfg: TrainConfig) -> v2.Transform:

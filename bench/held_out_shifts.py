@@ -4,7 +4,7 @@ change the default (issue 46) until the withheld scene's figures come back.
     python -m bench.held_out_shifts --runs default/0=JOB0/task_run shifts/0=JOB1/task_run ... --output-dir OUT
 
 Each RUN is a `trainer.task` run folder that held out burst groups of the training photos (its
-config.json lists them; `--seed S` picks them, so runs of one seed hold out the same photos). Every
+data.json lists them; `--seed S` picks them, so runs of one seed hold out the same photos). Every
 run's model.pt is scored by `check_deployed_model.robustness`'s job on those photos (OUT/LABEL/),
 then one table (a run whose OUT/LABEL/robustness.json exists is read, not scored again, unless
 --overwrite): clean accuracy, each shift's mean over its strengths, the mean over the shifts and
@@ -26,17 +26,17 @@ import numpy as np
 import torch
 
 from bench.machine import cpu_description
-from check_deployed_model.scoring import bytes_predictor, shift_report
-from check_deployed_model.shifts import parse_shifts
+from check_deployed_model.scoring.accuracy import bytes_predictor, shift_report
+from check_deployed_model.scoring.shifts import parse_shifts
 from mug_errors import InputError, command
 
 
 def held_out_folder(run: Path, into: Path) -> Path:
-    """A class-per-folder tree of links to the photos `run` held out (its config.json's val_files)."""
-    record = json.loads((run / "config.json").read_text())
+    """A class-per-folder tree of links to the photos `run` held out (its data.json's val_files)."""
+    record = json.loads((run / "data.json").read_text())
     files = record.get("val_files") or []
     if not files:
-        raise InputError(f"{run}/config.json: the run held out no photos (train it with trainer.task and no eval/)")
+        raise InputError(f"{run}/data.json: the run held out no photos (train it with trainer.task and no eval/)")
     for name in files:
         path = Path(name)
         target = into / path.parent.name / path.name

@@ -22,10 +22,10 @@ from typing import Sequence
 
 from bench.timing import timed
 from check_deployed_model.protocol import render
-from check_deployed_model.server_process import start_server
+from check_deployed_model.server.process import start_server
 from mug_errors import JobFailed, command
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.data import image_files
+from torch_trainer.classifier.photos import image_files
 
 
 def measure_http_load(model_dir: str, images: str, clients: int = 4, seconds: float = 10,
@@ -38,7 +38,7 @@ def measure_http_load(model_dir: str, images: str, clients: int = 4, seconds: fl
     rows = []
     try:
         blobs = [p.read_bytes() for p in image_files(images)[:max(instances)]]
-        local = SavedModelPredictor(model_dir, "graph")
+        local = SavedModelPredictor(model_dir)
         for n in instances:
             body = render(blobs[:n], "request").encode()
 

@@ -50,8 +50,8 @@ def measure_latency(checkpoint: str, exports: dict[str, str], images: str, threa
 
     from convert.export_onnx import onnx_probabilities, onnx_session
     from serving.saved_model import SavedModelPredictor
-    from torch_trainer.data import image_files, load_images
-    from torch_trainer.model import class_probabilities, load_checkpoint
+    from torch_trainer.classifier.photos import image_files, load_images
+    from torch_trainer.classifier.network import class_probabilities, load_checkpoint
 
     torch.set_num_threads(threads)
     try:
@@ -60,7 +60,7 @@ def measure_latency(checkpoint: str, exports: dict[str, str], images: str, threa
         pass
     model, meta = load_checkpoint(checkpoint)
     session = onnx_session(Path(checkpoint).with_suffix(".onnx"), threads, spin=spin)
-    predictors = {name: SavedModelPredictor(path, "graph", threads=threads) for name, path in exports.items()}
+    predictors = {name: SavedModelPredictor(path, threads=threads) for name, path in exports.items()}
     blobs = [p.read_bytes() for p in image_files(images)[:max(batches)]]
 
     def run_torch(batch):

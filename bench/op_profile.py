@@ -28,9 +28,10 @@ from bench.machine import cpu_description
 from bench.timing import timed
 from convert.export_onnx import onnx_probabilities, onnx_session
 from mug_errors import command
+from serving.contract import INPUT, PROBABILITIES
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.data import image_files, load_images
-from torch_trainer.model import load_checkpoint
+from torch_trainer.classifier.photos import image_files, load_images
+from torch_trainer.classifier.network import load_checkpoint
 
 
 def tf_op_times(session, fetch: str, feed: dict, reps: int) -> Counter:
@@ -76,13 +77,13 @@ def profile_ops(checkpoint: str, model_dir: str, images: str, threads: int = 2, 
     """{batch: {"tf_ms", "ort_ms" (untraced medians per call), "tf_ops", "ort_ops" (ms per call by kind)}}."""
     _, meta = load_checkpoint(checkpoint)
     onnx_path = str(Path(checkpoint).with_suffix(".onnx"))
-    predictor = SavedModelPredictor(model_dir, "graph", threads=threads)
-    session, fetch = predictor.session, predictor.output_names["PROBABILITIES"]
+    predictor = SavedModelPredictor(model_dir, threads=threads)
+    session, fetch = predictor.session, predictor.output_names[PROBABILITIES]
     ort_plain = onnx_session(onnx_path, threads)
     blobs = [p.read_bytes() for p in image_files(images)[:max(batches)]]
     result = {}
     for batch in batches:
-        feed = {predictor.input_names["bytes"]: blobs[:batch]}
+        feed = {predictor.input_names[INPUT]: blobs[:batch]}
         pixels = load_images(blobs[:batch], meta["input_size"])
         result[batch] = {"tf_ms": statistics.median(timed(lambda f: session.run(fetch, f), feed, reps)),
                          "tf_ops": tf_op_times(session, fetch, feed, reps),

@@ -22,16 +22,16 @@ import torch.nn.functional as F
 
 from bench.machine import cpu_description
 from mug_errors import SettingsError, command
-from torch_trainer.model import MugClassifier
+from torch_trainer.classifier.network import MugClassifier
 
 
-def make_step(config: str, arch: str, batch_size: int, image_size: int):
+def make_step(config: str, arch: str, batch_size: int, resolution: int):
     """A closure running one training step of `config`; returns (step, seconds of the first step)."""
     precision, *options = config.split(":")
     if precision not in ("fp32", "bf16") or set(options) - {"cl", "compile"}:
         raise SettingsError(f"--configs {config}: fp32 or bf16, then optional :cl and :compile")
     torch.manual_seed(0)
-    model = MugClassifier(arch, 4, image_size)
+    model = MugClassifier(arch, 4, resolution)
     images, labels = torch.rand(batch_size, 3, 64, 64), torch.randint(0, 4, (batch_size,))
     if "cl" in options:
         model = model.to(memory_format=torch.channels_last)
@@ -52,12 +52,12 @@ def make_step(config: str, arch: str, batch_size: int, image_size: int):
 
 
 def measure_step_time(configs: list[str], steps: int = 10, batch_size: int = 64, arch: str = "resnet18",
-                      image_size: int = 64) -> dict[str, dict[str, float]]:
+                      resolution: int = 64) -> dict[str, dict[str, float]]:
     """{config: {"seconds_per_step" (median), "speed" (the first config's median / this one's),
     "first_step_seconds"}}, the configs taking turns one step each per round."""
     step_fns, first = {}, {}
     for config in configs:
-        step_fns[config], first[config] = make_step(config, arch, batch_size, image_size)
+        step_fns[config], first[config] = make_step(config, arch, batch_size, resolution)
         step_fns[config]()  # second warm-up step
     times: dict[str, list[float]] = {config: [] for config in configs}
     for _ in range(steps):
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=64)
     args = parser.parse_args(argv)
-    results = measure_step_time(args.configs, args.steps, args.batch_size, args.arch, args.image_size)
+    results = measure_step_time(args.configs, args.steps, args.batch_size, args.arch, args.resolution)
     print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {args.arch} at "
-          f"{args.image_size} px, batch {args.batch_size}, median of {args.steps} steps")
+          f"{args.resolution} px, batch {args.batch_size}, median of {args.steps} steps")
     print(f"{'config':16s} {'s/step':>8s} {'speed':>7s} {'first step s':>13s}")
     for config, r in results.items():
         print(f"{config:16s} {r['seconds_per_step']:8.3f} {r['speed']:7.2f} {r['first_step_seconds']:13.1f}")

@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from check_deployed_model.protocol import RequestError, instance_bytes, predictions
+from serving.contract import GRAPH
 from serving.saved_model import SavedModelPredictor
 
 
@@ -57,7 +58,7 @@ def predict_local(model_dir: str, loader: str, blobs: list[bytes]) -> list[dict[
         predictor.close()
 
 
-def predict(instances: list[Any], model_dir: str | None = None, loader: str = "graph", url: str | None = None,
+def predict(instances: list[Any], model_dir: str | None = None, loader: str = GRAPH, url: str | None = None,
             project: str | None = None, region: str = "europe-west1", endpoint: str | None = None,
             model: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
     """The predictions for `instances` from one target: the SavedModel in `model_dir` (this

@@ -6,8 +6,8 @@
 Prints accuracy, per-class precision/recall and the confusion matrix; writes OUT/report.json,
 OUT/confusion.png and OUT/misclassified.png (a contact sheet of the mistakes) so that a
 person can look at what went wrong. A checkpoint sees the images at its own input size
-(`torch_trainer.jobs.evaluate_checkpoint`), a SavedModel the files' bytes
-(`check_deployed_model.scoring.evaluate_savedmodel`).
+(`torch_trainer.classifier.report.evaluate_checkpoint`), a SavedModel the files' bytes
+(`check_deployed_model.scoring.accuracy.evaluate_savedmodel`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from check_deployed_model.scoring import evaluate_savedmodel
+from check_deployed_model.scoring.accuracy import evaluate_savedmodel
 from mug_errors import command
-from torch_trainer.jobs import evaluate_checkpoint
-from torch_trainer.report import format_classification_report
+
+from torch_trainer.classifier.report import evaluate_checkpoint, format_classification_report
 
 
 @command

@@ -28,7 +28,7 @@ import tempfile
 
 import uvicorn
 
-from check_deployed_model.app import create_app
+from check_deployed_model.server.app import create_app
 from mug_errors import SettingsError, command
 from serving.saved_model import SavedModelPredictor, local_model_dir
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     health = [os.environ["AIP_HEALTH_ROUTE"]] if os.environ.get("AIP_HEALTH_ROUTE") else []
     predict = [os.environ["AIP_PREDICT_ROUTE"]] if os.environ.get("AIP_PREDICT_ROUTE") else []
     with tempfile.TemporaryDirectory(prefix="model-") as copy:
-        predictor = SavedModelPredictor(local_model_dir(args.model_dir, copy), "graph")
+        predictor = SavedModelPredictor(local_model_dir(args.model_dir, copy))
         app = create_app(predictor, args.model_name, args.max_instances, health, predict)
         route = predict[0] if predict else f"/v1/models/{args.model_name}:predict"
         print(f"serving {args.model_dir} on http://{args.host}:{port}/ (predict: POST {route})", flush=True)

@@ -17,6 +17,7 @@ from typing import Sequence
 from check_deployed_model.cloud import predict
 from check_deployed_model.protocol import format_table, read_instances
 from mug_errors import command
+from serving.contract import GRAPH, LOADERS
 
 
 @command
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--json-instances", help="one instance per line (gcloud ai-platform predict)")
     source.add_argument("--json-request", help='{"instances": [...]} (gcloud ai endpoints predict)')
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--loader", choices=("graph", "tf2"), default="graph",
+    parser.add_argument("--loader", choices=LOADERS, default=GRAPH,
                         help="with --model-dir: graph mode as gcloud/TF Serving (default) or TF2")
     args = parser.parse_args(argv)
     if args.project and not (args.endpoint or args.model):

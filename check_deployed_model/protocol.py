@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mug_errors import InputError
+from serving.contract import CLASSES, INPUT, PROBABILITIES
 
 
 class RequestError(InputError):
@@ -65,7 +66,7 @@ def read_instances(path: str | Path, fmt: str) -> list[Any]:
 
 def instance(blob: bytes) -> dict:
     """One prediction instance for encoded image bytes."""
-    return {"bytes": {"b64": base64.b64encode(blob).decode("ascii")}}
+    return {INPUT: {"b64": base64.b64encode(blob).decode("ascii")}}
 
 
 def read_files(paths: Sequence[str | Path]) -> list[bytes]:
@@ -91,7 +92,7 @@ def instance_bytes(instances: Sequence[Any]) -> list[bytes]:
     """The image bytes of `{"bytes": {"b64": ...}}` instances."""
     blobs = []
     for i, inst in enumerate(instances):
-        b64 = inst.get("bytes") if isinstance(inst, dict) else None
+        b64 = inst.get(INPUT) if isinstance(inst, dict) else None
         b64 = b64.get("b64") if isinstance(b64, dict) else None
         if not isinstance(b64, str):
             raise RequestError(f"instances[{i}]: expected {{\"bytes\": {{\"b64\": \"...\"}}}}")
@@ -104,14 +105,14 @@ def instance_bytes(instances: Sequence[Any]) -> list[bytes]:
 
 def predictions(outputs: dict[str, Any]) -> list[dict[str, Any]]:
     """Batched signature outputs -> one JSON-ready dict per instance, as the services return them."""
-    n = len(outputs["CLASSES"])
-    return [{"CLASSES": int(outputs["CLASSES"][i]),
-             "PROBABILITIES": [float(p) for p in outputs["PROBABILITIES"][i]]} for i in range(n)]
+    n = len(outputs[CLASSES])
+    return [{CLASSES: int(outputs[CLASSES][i]), PROBABILITIES: [float(p) for p in outputs[PROBABILITIES][i]]}
+            for i in range(n)]
 
 
 def format_table(preds: Sequence[dict[str, Any]]) -> str:
     """gcloud's table: a `CLASSES  PROBABILITIES` header and a row per instance."""
-    lines = ["CLASSES  PROBABILITIES"]
+    lines = [f"{CLASSES}  {PROBABILITIES}"]
     for p in preds:
-        lines.append(f"{p['CLASSES']:<7d}  {json.dumps(p['PROBABILITIES'])}")
+        lines.append(f"{p[CLASSES]:<7d}  {json.dumps(p[PROBABILITIES])}")
     return "\n".join(lines)

@@ -16,8 +16,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from check_deployed_model.scoring import bytes_predictor, format_shift_table, shift_report
-from check_deployed_model.shifts import SHIFTS, parse_shifts
+from check_deployed_model.scoring.accuracy import bytes_predictor, format_shift_table, shift_report
+from check_deployed_model.scoring.shifts import SHIFTS, parse_shifts
 from mug_errors import command
 
 

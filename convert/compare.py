@@ -21,9 +21,10 @@ from torch import nn
 
 from convert.export_onnx import onnx_probabilities, onnx_session
 from mug_errors import CheckFailed, JobFailed
-from serving.saved_model import LOADERS, run_loaders
-from torch_trainer.data import DatasetError, image_files, load_images
-from torch_trainer.model import class_probabilities, load_checkpoint
+from serving.contract import CLASSES, LOADERS, PROBABILITIES
+from serving.saved_model import run_loaders
+from torch_trainer.classifier.photos import DatasetError, image_files, load_images
+from torch_trainer.classifier.network import class_probabilities, load_checkpoint
 
 PARITY_TOL = 1e-5
 # TensorFlow's two CPU kernel libraries, picked per process by TF_ENABLE_ONEDNN_OPTS. TensorFlow
@@ -75,7 +76,7 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
                                 f"({how}){died}:\n{proc.stderr[-4000:]}")
             with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
                 outputs.update({loader if kernel is None else f"{loader}-{kernel}":
-                                {key: saved[f"{loader}/{key}"] for key in ("PROBABILITIES", "CLASSES", "load_seconds")}
+                                {key: saved[f"{loader}/{key}"] for key in (PROBABILITIES, CLASSES, "load_seconds")}
                                 for loader in loaders})
     return outputs
 
@@ -106,10 +107,10 @@ def parity(classifier: nn.Module, input_size: int, cases: Mapping[str, Sequence[
         add("onnxruntime", onnx_probabilities(onnx_session(onnx_path), images, batch_size))
     if model_dir is not None:
         for model, out in savedmodel_outputs(model_dir, blobs, loaders, serving_python, batch_size, kernels).items():
-            if not np.array_equal(out["CLASSES"], out["PROBABILITIES"].argmax(1)):
+            if not np.array_equal(out[CLASSES], out[PROBABILITIES].argmax(1)):
                 raise ParityError(f"{model_dir}: CLASSES is not the argmax of PROBABILITIES ({model})")
             report[f"{model}_load_seconds"] = round(float(out["load_seconds"]), 3)
-            add(model, out["PROBABILITIES"])
+            add(model, out[PROBABILITIES])
     return report
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from mug_errors import NotFound
-from torch_trainer.data import image_files
+from torch_trainer.classifier.photos import image_files
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "probabilities"
 # onnx-tf 1.10 reads opsets 9..20 for these networks (not Flatten-21 or Conv-22); torch's dynamo
@@ -152,7 +152,7 @@ def onnx_session(onnx_path: str | os.PathLike, threads: int | None = None, spin:
 
 def onnx_probabilities(session: ort.InferenceSession, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Class probabilities of the exported graph on uint8 NCHW `images` (as `load_images` decodes
-    them), in batches: ONNX Runtime's counterpart of `torch_trainer.model.class_probabilities`."""
+    them), in batches: ONNX Runtime's counterpart of `torch_trainer.classifier.network.class_probabilities`."""
     pixels = images.permute(0, 2, 3, 1).float().contiguous().numpy()
     return np.concatenate([session.run([ONNX_OUTPUT], {ONNX_INPUT: pixels[i:i + batch_size]})[0]
                            for i in range(0, len(pixels), batch_size)])

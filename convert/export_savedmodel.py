@@ -32,8 +32,9 @@ from convert import optimize_graph
 from convert.compare import KERNELS, PARITY_TOL, comparisons, parity, require
 from convert.export_onnx import ONNX_INPUT, ONNX_OUTPUT, export_onnx, sample_images
 from mug_errors import JobFailed, NotFound, OutputExists
-from torch_trainer.data import load_images
-from torch_trainer.model import load_checkpoint
+from serving.contract import CLASSES, INPUT, PROBABILITIES, SIGNATURE, TAG
+from torch_trainer.classifier.photos import load_images
+from torch_trainer.classifier.network import load_checkpoint
 
 
 def decode_images(data, size: int):
@@ -80,12 +81,11 @@ def frozen_serving_graph(onnx_path: str | os.PathLike, input_size: int, optimize
     module = rep.tf_module
     module.is_export = True  # onnx-tf's own export mode: static handling of the known input shape
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="bytes")])
-    def serve(bytes):  # noqa: A002  (the contract's input name)
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT)])
+    def serve(bytes):  # noqa: A002  (the contract's input name, INPUT)
         probabilities = module(**{ONNX_INPUT: decode_images(bytes, input_size)})[ONNX_OUTPUT]
         probabilities = tf.ensure_shape(probabilities, [None, None])
-        return {"CLASSES": tf.argmax(probabilities, axis=1, output_type=tf.int64),
-                "PROBABILITIES": probabilities}
+        return {CLASSES: tf.argmax(probabilities, axis=1, output_type=tf.int64), PROBABILITIES: probabilities}
 
     try:
         concrete = serve.get_concrete_function()
@@ -120,16 +120,16 @@ def save_graph_savedmodel(graph_def, input_name: str, output_names: dict[str, st
     with tf.Graph().as_default() as graph:
         tf.graph_util.import_graph_def(graph_def, name="")
         bytes_in = graph.get_tensor_by_name(input_name)
-        classes = graph.get_tensor_by_name(output_names["CLASSES"])
-        probs = graph.get_tensor_by_name(output_names["PROBABILITIES"])
+        classes = graph.get_tensor_by_name(output_names[CLASSES])
+        probs = graph.get_tensor_by_name(output_names[PROBABILITIES])
         probs.set_shape([None, num_classes])
         classes.set_shape([None])
         signature = v1.saved_model.signature_def_utils.predict_signature_def(
-            inputs={"bytes": bytes_in}, outputs={"CLASSES": classes, "PROBABILITIES": probs})
+            inputs={INPUT: bytes_in}, outputs={CLASSES: classes, PROBABILITIES: probs})
         with v1.Session(graph=graph) as session:
             builder = v1.saved_model.Builder(str(export_dir))
-            builder.add_meta_graph_and_variables(session, [v1.saved_model.tag_constants.SERVING],
-                                                 signature_def_map={"serving_default": signature},
+            builder.add_meta_graph_and_variables(session, [TAG],
+                                                 signature_def_map={SIGNATURE: signature},
                                                  strip_default_attrs=True)
             builder.save()
 
@@ -216,18 +216,16 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
 
 
 def training_folder(meta: dict[str, Any]) -> str | None:
-    """The first training folder that a checkpoint's meta records: in its run's record, or beside its
-    settings in a checkpoint written before runs were families of models (2026-12-05)."""
-    record = meta.get("run") or meta.get("train_config") or {}
-    return next(iter(record.get("train_dirs", [])), None)
+    """The first training folder that a checkpoint's meta records (what its run found)."""
+    return next(iter((meta.get("data") or {}).get("train_dirs", [])), None)
 
 
 def served_models(spec: dict[str, Any], families: list[str] | None = None) -> list[dict[str, Any]]:
     """Every classifier the export serves: its family (for an ensemble of families), architecture,
-    image size, starting weights and its weight in the served mean."""
+    resolution, starting weights and its weight in the served mean."""
     def walk(node: dict[str, Any], weight: float, family: str | None) -> list[dict[str, Any]]:
         if "members" not in node:
-            return [{"family": family, "arch": node["arch"], "image_size": node["image_size"],
+            return [{"family": family, "arch": node["arch"], "resolution": node["resolution"],
                      "weights_source": node.get("weights_source", "unrecorded"), "weight": round(weight, 6)}]
         return [m for member in node["members"] for m in walk(member, weight / len(node["members"]), family)]
 
@@ -239,8 +237,8 @@ def served_models(spec: dict[str, Any], families: list[str] | None = None) -> li
 
 def format_export_report(report: dict[str, Any]) -> str:
     """The export report as text: parity per model and case, the graph's op counts, load times."""
-    lines = ["served models (family, architecture, image size, starting weights, weight in the mean):"]
-    lines += [f"  {m['family'] or '-'}  {m['arch']} {m['image_size']} px  {m['weights_source']}  {m['weight']:.4f}"
+    lines = ["served models (family, architecture, resolution, starting weights, weight in the mean):"]
+    lines += [f"  {m['family'] or '-'}  {m['arch']} {m['resolution']} px  {m['weights_source']}  {m['weight']:.4f}"
               for m in report.get("models", [])]
     lines.append("parity with PyTorch (max |dprob|, class agreement, images):")
     for key, value in comparisons(report):

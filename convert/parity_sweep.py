@@ -20,6 +20,7 @@ from typing import Sequence
 
 from convert.compare import KERNELS, comparisons, require, sweep
 from mug_errors import command
+from serving.contract import LOADERS
 
 
 @command
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-dir", required=True, help="exported SavedModel")
     parser.add_argument("--data-dir", required=True, help="images (class folders or flat)")
     parser.add_argument("--onnx", help="ONNX file (default: next to the checkpoint)")
-    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph", "tf2"],
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS),
                         help="TensorFlow loaders to run the SavedModel with (default: both, as the export checks)")
     parser.add_argument("--serving-python", help="run the SavedModel in fresh processes of this Python "
                                                  "(default: this one's)")

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.contract import LOADERS
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--out", required=True, help=".npz file for the outputs of each loader")
-    parser.add_argument("--loaders", nargs="+", choices=("graph", "tf2"), default=["graph", "tf2"])
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("images", nargs="+")
     args = parser.parse_args(argv)

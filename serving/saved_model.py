@@ -9,9 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mug_errors import InputError, NotFound, SettingsError
+from serving.contract import GRAPH, INPUT, LOADERS, SIGNATURE, TAG
 
-SIGNATURE, TAG = "serving_default", "serve"
-LOADERS = ("graph", "tf2")
 
 
 class ImageDecodeError(InputError):
@@ -27,7 +26,7 @@ class SavedModelPredictor:
     intra-op threads (inter-op 1), for benchmarks that must compare like with like.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, loader: str = "graph", threads: int | None = None):
+    def __init__(self, model_dir: str | os.PathLike, loader: str = GRAPH, threads: int | None = None):
         import tensorflow as tf  # deferred: importing this module (and --help) needs no TensorFlow
         if loader not in LOADERS:
             raise SettingsError(f"loader must be one of {LOADERS}, not {loader!r}")
@@ -36,7 +35,7 @@ class SavedModelPredictor:
             raise NotFound(f"{model_dir}: no saved_model.pb (not a SavedModel folder)")
         self.loader = loader
         tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice is expected here
-        if loader == "graph":
+        if loader == GRAPH:
             self._graph = tf.Graph()
             config = None
             if threads:
@@ -58,7 +57,7 @@ class SavedModelPredictor:
     @property
     def session(self):
         """The graph-mode loader's Session (for tracing, as bench.op_profile does)."""
-        if self.loader != "graph":
+        if self.loader != GRAPH:
             raise AttributeError("only the graph-mode loader has a Session")
         return self._session
 
@@ -72,12 +71,12 @@ class SavedModelPredictor:
         batch = np.array(blobs, dtype=object)
         import tensorflow as tf  # deferred, as in __init__
         try:
-            if self.loader == "graph":
+            if self.loader == GRAPH:
                 names = sorted(self.output_names)
                 values = self._session.run([self.output_names[k] for k in names],
-                                           {self.input_names["bytes"]: batch})
+                                           {self.input_names[INPUT]: batch})
                 return dict(zip(names, values))
-            return {k: v.numpy() for k, v in self._fn(bytes=tf.constant(batch, dtype=tf.string)).items()}
+            return {k: v.numpy() for k, v in self._fn(**{INPUT: tf.constant(batch, dtype=tf.string)}).items()}
         except tf.errors.InvalidArgumentError as err:
             # the batch is a string vector by construction, so only the bytes can be invalid; quote the
             # decoder ("Unknown image file format", "Invalid JPEG data"), not the node trace around it
@@ -88,7 +87,7 @@ class SavedModelPredictor:
             raise ImageDecodeError(f"an instance is not a decodable JPEG or PNG image: {said}") from err
 
     def close(self) -> None:
-        if self.loader == "graph":
+        if self.loader == GRAPH:
             self._session.close()
 
 

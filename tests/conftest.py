@@ -55,9 +55,15 @@ def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def cli_modules(packages) -> list[Path]:
-    """The command-line modules (those with a `__main__` block) of `packages`."""
-    return [path for package in packages for path in sorted((ROOT / package).glob("*.py"))
+    """The command-line modules (those with a `__main__` block) of `packages`, subpackages included."""
+    return [path for package in packages for path in sorted((ROOT / package).rglob("*.py"))
             if 'if __name__ == "__main__"' in path.read_text()]
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of a project file ("torch_trainer.training.fit"; a package's __init__ is the package)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 @pytest.fixture(scope="session")

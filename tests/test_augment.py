@@ -7,9 +7,9 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from torch_trainer.augment import BatchAugment, adjust_brightness, adjust_colour_cast, adjust_contrast, \
+from torch_trainer.training.augment import BatchAugment, adjust_brightness, adjust_colour_cast, adjust_contrast, \
     adjust_hue, adjust_saturation, crop_boxes, resized_crop
-from torch_trainer.config import TrainConfig
+from torch_trainer.settings.plan import TrainConfig
 
 OFF = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, exposure=1.0, colour_cast=1.0)
 TORCHVISION = {0: TF.adjust_brightness, 1: TF.adjust_contrast, 2: TF.adjust_saturation, 3: TF.adjust_hue}

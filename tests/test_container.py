@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from check_deployed_model.server_process import free_port
+from check_deployed_model.server.process import free_port
 from conftest import ROOT
 from draw_mug import draw_mug
 from serving.saved_model import SavedModelPredictor

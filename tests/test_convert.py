@@ -12,8 +12,8 @@ from serving.contract import check_contract, read_signature
 from convert.compare import ParityError, parity, require
 from mug_errors import JobFailed
 from convert.export_onnx import export_onnx, onnx_probabilities, onnx_session, sample_images
-from torch_trainer.data import load_images
-from torch_trainer.model import MugClassifier, class_probabilities, load_checkpoint
+from torch_trainer.classifier.photos import load_images
+from torch_trainer.classifier.network import MugClassifier, class_probabilities, load_checkpoint
 
 
 def test_onnx_matches_pytorch_with_dynamic_batch(trained_run, data_root, tmp_path):

@@ -5,7 +5,7 @@ from PIL import Image
 
 from draw_mug import draw_mug
 from conftest import run_main, write_dataset
-from torch_trainer.data import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
+from torch_trainer.classifier.photos import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
                                 split_dir)
 
 

@@ -9,11 +9,11 @@ import torch
 from conftest import ROOT
 from convert.compare import parity, require
 from convert.export_onnx import export_onnx, sample_images
-from torch_trainer.augment import TransformedSubset
-from torch_trainer.data import MugDataset
-from torch_trainer.model import load_checkpoint
-from torch_trainer.config import TrainConfig
-from torch_trainer.build import train_sampler
+from torch_trainer.training.augment import TransformedSubset
+from torch_trainer.classifier.photos import MugDataset
+from torch_trainer.classifier.network import load_checkpoint
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.training.build import train_sampler
 
 # Accuracy of a 2-process run may differ from a single-process one (different augmentation
 # streams and BN statistics per rank), but not by more than this on the 32 drawn eval images.

@@ -9,11 +9,11 @@ import torch
 from serving.saved_model import SavedModelPredictor
 from conftest import run_main, run_module
 from serving.contract import check_contract
-from torch_trainer.data import MugDataset, load_images
-from torch_trainer.model import Ensemble, MugClassifier, class_probabilities, load_checkpoint
+from torch_trainer.classifier.photos import MugDataset, load_images
+from torch_trainer.classifier.network import Ensemble, MugClassifier, class_probabilities, load_checkpoint
 
 # two members, the second at 128 px: an ensemble of models of different input sizes is one graph too
-ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2", "--member-image-sizes", "64", "128")
+ARGS = ("--epochs", "2", "--weights", "none", "--batch-size", "16", "--ensemble", "2", "--member-resolutions", "64", "128")
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +55,10 @@ def test_ensemble_exports_as_one_graph_with_parity(ensemble_run, data_root, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "assets.extra" / "export_report.json").read_text())
     assert report["graph_ops"]["Conv2D"] == 40  # two ResNet18s (20 convolutions each) in one graph
-    assert [m["image_size"] for m in report["models"]] == [64, 128]
+    assert [m["resolution"] for m in report["models"]] == [64, 128]
     check_contract(out)
     model, meta = load_checkpoint(run / "model.pt")
-    assert [m.image_size for m in model.members] == meta["member_image_sizes"] == [64, 128]
+    assert [m.resolution for m in model.members] == meta["member_resolutions"] == [64, 128]
     files = sorted((data_root / "eval").rglob("*.jpg"))
     reference = class_probabilities(model, load_images(files, 64))
     members = [load_checkpoint(run / f"member{i}" / "model.pt")[0] for i in range(2)]
@@ -114,7 +114,7 @@ def test_snapshots_are_the_weights_at_the_end_of_each_cosine_cycle(data_root, tm
     assert not torch.equal(raw[0]["net.fc.weight"], raw[2]["net.fc.weight"])
 
 
-def test_member_image_sizes_must_match_the_ensemble(data_root, tmp_path):
+def test_member_resolutions_must_match_the_ensemble(data_root, tmp_path):
     wrong = run_main("torch_trainer.train", "--recipe", "exposure-ens3", "--train-dir", str(data_root / "eval"), "--output-dir",
-                     str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-image-sizes", "64")
-    assert wrong.returncode == 2 and "--member-image-sizes: 1 sizes for --ensemble 3" in wrong.stderr
+                     str(tmp_path / "wrong"), "--weights", "none", "--ensemble", "3", "--member-resolutions", "64")
+    assert wrong.returncode == 2 and "--member-resolutions: 1 sizes for --ensemble 3" in wrong.stderr

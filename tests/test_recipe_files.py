@@ -7,9 +7,9 @@ from dataclasses import asdict
 import pytest
 
 from conftest import run_main
-from torch_trainer.config import DEFAULT_RECIPE, Family, TrainConfig
-from torch_trainer.flags import parse_args
-from torch_trainer.recipes import RECIPE_DIR, RecipeError, list_recipes, load_recipe
+from torch_trainer.settings.plan import DEFAULT_RECIPE, Family, TrainConfig
+from torch_trainer.settings.flags import parse_args
+from torch_trainer.settings.recipes import RECIPE_DIR, RecipeError, list_recipes, load_recipe
 
 
 # One model of exposure-ens3, the ResNet18 family of the default (TrainConfig's defaults), as the
@@ -19,10 +19,10 @@ PINNED_RESNET = dict(
     arch="resnet18", weights="none", epochs=15, batch_size=64, lr=2e-3, backbone_lr_scale=0.1, weight_decay=0.05,
     warmup_epochs=1.0, schedule="warmup-then-cosine", label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="",
     crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0, colour_cast=1.0,
-    white_balance=0.0, zoom_out=1.0, blur=0.0, noise=0.0, jpeg=0, amp="auto", channels_last="auto", input_size=64, image_size=64, seed=0, device="auto")
+    white_balance=0.0, zoom_out=1.0, blur=0.0, noise=0.0, jpeg=0, amp="auto", channels_last="auto", input_size=64, resolution=64, seed=0, device="auto")
 # A Lite0 as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on the withheld
 # scene); channels-last is speed only (1.60x a float32 step on AVX2).
-PINNED_LITE0 = dict(PINNED_RESNET, arch="efficientnet_lite0", weights="imagenet", image_size=128, lr=1e-3,
+PINNED_LITE0 = dict(PINNED_RESNET, arch="efficientnet_lite0", weights="imagenet", resolution=128, lr=1e-3,
                     backbone_lr_scale=1.0, epochs=4, schedule="cosine-under-warmup", channels_last="on")
 # The default's Lite0s since round 3: the same with ImageNet's batch-norm statistics kept (families
 # with the ResNet18s 0.999 / 0.985 / 0.971 on seeds 0 / 3 / 6, against 0.929 / 0.991 / 0.928)
@@ -57,7 +57,7 @@ def test_every_recipe_file_loads_and_says_what_it_tests():
         if "families" not in values:  # one family, written short: each setting is its models'
             family = run.families[0].models
             assert len(family) == values.pop("ensemble", 3)
-            assert [m.image_size for m in family] == values.pop("member_image_sizes", [family[0].image_size] * len(family))
+            assert [m.resolution for m in family] == values.pop("member_resolutions", [family[0].resolution] * len(family))
             assert all(getattr(m, key) == value for key, value in values.items() for m in family)
     # candidates differ from the default in something
     default = load_recipe()
@@ -73,7 +73,7 @@ def test_the_candidates_change_one_family_or_distil_the_default():
         assert lites == Family("lite0-frozen-bn", models(PINNED_FROZEN_BN, [0, 1]))
     for name, family in (("distill-lite0", PINNED_FROZEN_BN), ("distill-resnet18", PINNED_RESNET)):
         assert load_recipe(name).models == models(dict(family, teacher=DEFAULT_RECIPE), [0])
-    assert [m.image_size for m in load_recipe("mixed-res").models] == [64, 64, 128]
+    assert [m.resolution for m in load_recipe("mixed-res").models] == [64, 64, 128]
     for retired in ("lite0-lpft", "lite0-wise-ft", "lite1"):
         assert retired not in list_recipes()
 
@@ -107,10 +107,10 @@ def test_a_recipe_of_families_is_checked(tmp_path):
     with pytest.raises(RecipeError, match="unknown recipe 'no-such-recipe'"):
         load_recipe(str(bad))
     # an entry with settings of its own is a family of its own name
-    bad.write_text(json.dumps({"families": ["exposure-ens3", {"recipe": "exposure-ens3", "image_size": 32}]}))
+    bad.write_text(json.dumps({"families": ["exposure-ens3", {"recipe": "exposure-ens3", "resolution": 32}]}))
     run = load_recipe(str(bad))
-    assert [f.name for f in run.families] == ["exposure-ens3", "exposure-ens3-image_size=32"]
-    assert run.families[1].models == models(dict(PINNED_RESNET, image_size=32), [0, 1, 2])
+    assert [f.name for f in run.families] == ["exposure-ens3", "exposure-ens3-resolution=32"]
+    assert run.families[1].models == models(dict(PINNED_RESNET, resolution=32), [0, 1, 2])
 
 
 def test_command_line_flags_apply_to_every_family():
@@ -118,9 +118,9 @@ def test_command_line_flags_apply_to_every_family():
     assert run.overrides == {"epochs": 1, "ensemble": 1, "seed": 4}
     assert [(len(f.models), f.models[0].epochs, f.models[0].seed) for f in run.families] == [(1, 1, 4)] * 2
     # what the command line leaves alone stays each family's own
-    assert [(m.image_size, m.lr) for m in run.models] == [(64, 2e-3), (128, 1e-3)]
-    _, run = parse_args(argparse.ArgumentParser(), ["--ensemble", "2", "--member-image-sizes", "64", "96"])
-    assert [[(m.image_size, m.seed) for m in f.models] for f in run.families] == [[(64, 0), (96, 1)]] * 2
+    assert [(m.resolution, m.lr) for m in run.models] == [(64, 2e-3), (128, 1e-3)]
+    _, run = parse_args(argparse.ArgumentParser(), ["--ensemble", "2", "--member-resolutions", "64", "96"])
+    assert [[(m.resolution, m.seed) for m in f.models] for f in run.families] == [[(64, 0), (96, 1)]] * 2
 
 
 def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
@@ -199,7 +199,7 @@ def test_one_family_can_be_changed_on_the_command_line():
     for flag, message in (("lite1:epochs=5", "has no family 'lite1'"), ("lite0-frozen-bn:epoch=5", "not 'epoch'"),
                           ("lite0-frozen-bn:epochs=five", "epochs takes a int, not 'five'"),
                           ("lite0-frozen-bn:families=x", "not 'families'"),
-                          ("lite0-frozen-bn:member-image-sizes=64", "not 'member_image_sizes'"),
+                          ("lite0-frozen-bn:member-resolutions=64", "not 'member_resolutions'"),
                           ("lite0-frozen-bn:ensemble=0", "family lite0-frozen-bn: --ensemble must be at least 1")):
         proc = run_main("torch_trainer.train", "--family", flag, "--train-dir", "x", "--output-dir", "y")
         assert proc.returncode == 2 and message in proc.stderr, (flag, proc.stderr)

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from torch_trainer.report import classification_report, format_classification_report, plot_confusion
+from torch_trainer.classifier.report import classification_report, format_classification_report, plot_confusion
 
 NAMES = ["0white", "1black", "2blue", "3transparent"]
 

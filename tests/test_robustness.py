@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from check_deployed_model.scoring import bytes_predictor
-from check_deployed_model.shifts import SHIFTS, parse_shifts, shifted_jpeg
+from check_deployed_model.scoring.accuracy import bytes_predictor
+from check_deployed_model.scoring.shifts import SHIFTS, parse_shifts, shifted_jpeg
 from conftest import run_main, write_dataset
 from mug_errors import SettingsError
-from torch_trainer.augment import BatchAugment, adjust_white_balance, white_balance_gains
-from torch_trainer.config import TrainConfig
+from torch_trainer.training.augment import BatchAugment, adjust_white_balance, white_balance_gains
+from torch_trainer.settings.plan import TrainConfig
 
 CAPTURE = dict(white_balance=100, zoom_out=1.6, blur=1.5, noise=0.08, jpeg=10)
 OFF = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, exposure=1.0, colour_cast=1.0)

@@ -14,7 +14,7 @@ import pytest
 from check_deployed_model.cloud import cloud_url
 from check_deployed_model.vertex_ai import container_uri, deploy, teardown
 from mug_errors import NotFound, SettingsError
-from check_deployed_model.server_process import start_server
+from check_deployed_model.server.process import start_server
 from check_deployed_model.protocol import render
 from serving.saved_model import SavedModelPredictor
 from conftest import ROOT, run_main, run_module
@@ -297,8 +297,8 @@ def test_a_fault_of_the_server_is_a_500_with_its_traceback_in_the_log(export, im
     """Only bytes that do not decode are the client's fault (400, above); a bug in the server is a 500,
     logged with its traceback, never passed off as a bad image. A real uvicorn on loopback, in a thread."""
     import uvicorn
-    from check_deployed_model.app import create_app
-    from check_deployed_model.server_process import free_port
+    from check_deployed_model.server.app import create_app
+    from check_deployed_model.server.process import free_port
 
     class DropsClasses(SavedModelPredictor):  # a real model behind a server-side bug: an output gone missing
         def predict(self, blobs, batch_size=None):

@@ -12,8 +12,8 @@ from conftest import run_main, run_module
 from convert.compare import ParityError, require, sweep
 from convert.export_savedmodel import op_counts
 from mug_errors import SettingsError
-from torch_trainer.config import TrainConfig
-from torch_trainer.data import MugDataset
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.classifier.photos import MugDataset
 
 
 def graph_def(model_dir):

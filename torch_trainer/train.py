@@ -4,11 +4,12 @@
         [--recipe NAME] [flags that override the recipe]
     python -m torch_trainer.train --resume RUN [--stop-after N]
 
-Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state), RUN/config.json
-(the settings, for --resume), RUN/best.pt (best validation accuracy, when there is validation
-data) and RUN/metrics.json; with several families or models, each trains in a folder of its own
-(RUN/FAMILY/memberI/) and RUN/model.pt averages them. The job is `torch_trainer.jobs.train`; the
-run `torch_trainer.runs`, one model's loop `torch_trainer.fit`.
+Writes RUN/model.pt (the model to export), RUN/last.pt (with optimiser state), RUN/config.json (the
+plan, for --resume), RUN/data.json (the data it found), RUN/best.pt (best validation accuracy, when
+there is validation data) and RUN/metrics.json; with several families or models, each trains in a
+folder of its own (RUN/FAMILY/memberI/) and RUN/model.pt averages them. The job is
+`torch_trainer.training.jobs.train`; the run `torch_trainer.training.run`, one model's loop
+`torch_trainer.training.fit`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import sys
 from typing import Sequence
 
 from mug_errors import command
-from torch_trainer import jobs
-from torch_trainer.config import DEFAULT_RECIPE
-from torch_trainer.flags import parse_args
+from torch_trainer.training import jobs
+from torch_trainer.settings.plan import DEFAULT_RECIPE
+from torch_trainer.settings.flags import parse_args
 
 
 @command
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flag for flag, value in (("--recipe", args.recipe != DEFAULT_RECIPE), ("--train-dir", args.train_dir),
                                      ("--val-dir", args.val_dir), ("--output-dir", args.output_dir)) if value]
         if given:
-            parser.error(f"--resume RUN continues RUN with the settings it started with (RUN/config.json), so "
+            parser.error(f"--resume RUN continues RUN with the plan it started with (RUN/config.json), so "
                          f"{', '.join(given)} would be ignored: drop them, or start a new run")
         jobs.resume(args.resume, args.stop_after)
     elif not args.train_dir or not args.output_dir:

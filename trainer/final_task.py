@@ -3,7 +3,7 @@
     python -m trainer.final_task --data-dir data [--job-dir output] [--recipe NAME] [--epochs N ...]
 
 An existing JOB_DIR/exported_model is kept: the new export gets a timestamp suffix
-(`trainer.job.train_and_export` does the job).
+(`trainer.gcloud.train_and_export` does the job).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 
 from convert.export_savedmodel import format_export_report
 from mug_errors import command
-from trainer.job import parse_job_args, train_and_export
+from trainer.gcloud import parse_job_args, train_and_export
 
 
 @command

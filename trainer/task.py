@@ -4,7 +4,7 @@
 
 Without an eval split, a validation set is carved out of train in whole groups of
 near-identical burst frames, so that no frame has its twin on the other side
-(`trainer.job.train_and_evaluate` does the job).
+(`trainer.gcloud.train_and_evaluate` does the job).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from typing import Sequence
 
 from mug_errors import command
-from torch_trainer.report import format_classification_report
-from trainer.job import parse_job_args, train_and_evaluate
+from torch_trainer.classifier.report import format_classification_report
+from trainer.gcloud import parse_job_args, train_and_evaluate
 
 
 @command

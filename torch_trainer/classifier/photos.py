@@ -1,4 +1,4 @@
-"""Class-per-folder mug datasets: discovery, strict checks, in-memory loading, group splits.
+"""Class-per-folder mug datasets: discovery, strict checks, in-memory loading.
 
 A data folder holds one sub-folder per class whose name starts with the class number
 (`0white`, `1black`, `2blue`, `3transparent`). Images are decoded once, resized to the
@@ -18,8 +18,6 @@ from typing import BinaryIO, Iterable, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -156,48 +154,3 @@ class MugDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.targets[index])
-
-
-def near_duplicate_groups(images: torch.Tensor, threshold: float = 0.15) -> np.ndarray:
-    """Group ids such that images closer than `threshold` share a group (single linkage).
-
-    Burst frames differ by a few pixels; comparing 16x16 grey thumbnails (mean-removed,
-    scaled to unit RMS) links such frames, and the transitive closure keeps a whole
-    burst together, so a split on groups cannot put a frame's twin on the other side.
-    """
-    thumbs = torch.nn.functional.interpolate(images.float().mean(1, keepdim=True), size=(16, 16),
-                                             mode="area").flatten(1)
-    thumbs = thumbs - thumbs.mean(1, keepdim=True)
-    thumbs = thumbs / thumbs.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-6)
-    dist = torch.cdist(thumbs, thumbs) / np.sqrt(thumbs.shape[1])
-    _, groups = connected_components(csr_matrix((dist < threshold).numpy()), directed=False)
-    return groups
-
-
-def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float = 0.2,
-                seed: int = 0) -> tuple[list[int], list[int]]:
-    """Split indices into train/val per class so that no group straddles the split.
-
-    Whole groups are drawn at random into validation until each class reaches
-    `val_fraction`; a class that forms a single group stays entirely in train. Not scikit-learn's
-    StratifiedGroupKFold: it deals groups out largest first and shuffles only ties, so on ML6's
-    images it gave one split for every seed, with 2blue's 245-frame burst in validation (82 white,
-    83 black, 245 blue, 100 glass); this draw gave 100-154 per class, another split per seed.
-    """
-    rng = np.random.default_rng(seed)
-    targets = np.asarray(targets)
-    val: list[int] = []
-    for label in np.unique(targets):
-        idx = np.flatnonzero(targets == label)
-        class_groups = np.unique(groups[idx])
-        rng.shuffle(class_groups)
-        want, taken = val_fraction * len(idx), 0
-        for g in class_groups[:-1]:  # always leave at least one group for training
-            if taken >= want:
-                break
-            members = idx[groups[idx] == g]
-            val += members.tolist()
-            taken += len(members)
-    val_set = set(val)
-    train = [i for i in range(len(targets)) if i not in val_set]
-    return train, sorted(val)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mug_errors import JobFailed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

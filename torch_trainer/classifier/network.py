@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mug_errors import InputError, JobFailed, NotFound, SettingsError
-from torch_trainer.efficientnet_lite import VARIANTS, EfficientNetLite, load_packaged_weights
+from torch_trainer.classifier.efficientnet_lite import VARIANTS, EfficientNetLite, load_packaged_weights
 
 RESNETS = ("resnet18", "resnet34", "resnet50")
 ARCHS = RESNETS + tuple(VARIANTS)
@@ -30,31 +30,31 @@ class WeightsUnavailable(JobFailed):
 class MugClassifier(nn.Module):
     """A network with its input handling built in: float RGB in [0, 1], NCHW, at the serving size.
 
-    Resizing to `image_size` (a 64 px photo enlarged to 128 px for EfficientNet-Lite) and the
+    Resizing to `resolution` (a 64 px photo enlarged to 128 px for EfficientNet-Lite) and the
     normalisation its weights were trained with live here, so that training, ONNX export and
     serving all run the exact same preprocessing. `weights_source` records where the starting
     weights came from (`RANDOM`, packaged or downloaded ImageNet, a checkpoint).
     """
 
-    def __init__(self, arch: str = "resnet18", num_classes: int = 4, image_size: int = 64,
+    def __init__(self, arch: str = "resnet18", num_classes: int = 4, resolution: int = 64,
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  weights_source: str = RANDOM):
         super().__init__()
         if arch not in ARCHS:
             raise SettingsError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-        self.arch, self.image_size, self.weights_source = arch, image_size, weights_source
+        self.arch, self.resolution, self.weights_source = arch, resolution, weights_source
         if arch in RESNETS:
             self.net = getattr(torchvision.models, arch)(weights=None)
             self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
         else:
-            self.net = EfficientNetLite(arch, num_classes, image_size)
+            self.net = EfficientNetLite(arch, num_classes, resolution)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize to `image_size` and normalise: what the network itself gets."""
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        """Resize to `resolution` and normalise: what the network itself gets."""
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ class MugClassifier(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """What `load_checkpoint` rebuilds this classifier from (its weights aside)."""
-        return {"arch": self.arch, "image_size": self.image_size, "mean": self.mean.flatten().tolist(),
+        return {"arch": self.arch, "resolution": self.resolution, "mean": self.mean.flatten().tolist(),
                 "std": self.std.flatten().tolist(), "weights_source": self.weights_source}
 
 
@@ -82,7 +82,7 @@ class Ensemble(nn.Module):
     A member is a classifier or itself an `Ensemble`, so an ensemble of families (say three
     ResNet18s and two EfficientNet-Lite0s) is the mean of the family means: each family weighs
     the same, however many members it has. Each classifier resizes the pictures to its own
-    `image_size`.
+    `resolution`.
 
     `forward` returns the log of that mean, so that everything that takes logits (softmax,
     argmax, cross-entropy) sees the ensemble's own distribution; the export serves
@@ -151,7 +151,7 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, cl
                     input_size: int, **extra: Any) -> None:
     """Write the state dict plus everything needed to rebuild the model (atomically).
 
-    "spec" is the model's tree (an `Ensemble`'s members, each classifier's arch, image size,
+    "spec" is the model's tree (an `Ensemble`'s members, each classifier's arch, resolution,
     normalisation and starting weights); the flat fields beside it summarise its classifiers."""
     leaves = model.classifiers
     payload = {
@@ -162,8 +162,8 @@ def save_checkpoint(path: str | os.PathLike, model: MugClassifier | Ensemble, cl
         "num_classes": len(class_names),
         "class_names": list(class_names),
         "input_size": input_size,
-        "image_size": leaves[0].image_size,
-        "member_image_sizes": [c.image_size for c in leaves] if isinstance(model, Ensemble) else [],
+        "resolution": leaves[0].resolution,
+        "member_resolutions": [c.resolution for c in leaves] if isinstance(model, Ensemble) else [],
         "weights_sources": [c.weights_source for c in leaves],
         **extra,
     }
@@ -177,7 +177,7 @@ def build_from_spec(spec: dict[str, Any], num_classes: int) -> MugClassifier | E
     """A model of the shape `spec` describes (see `save_checkpoint`), with fresh weights."""
     if "members" in spec:
         return Ensemble([build_from_spec(s, num_classes) for s in spec["members"]])
-    return MugClassifier(spec["arch"], num_classes, spec["image_size"], tuple(spec["mean"]), tuple(spec["std"]),
+    return MugClassifier(spec["arch"], num_classes, spec["resolution"], tuple(spec["mean"]), tuple(spec["std"]),
                          spec.get("weights_source", RANDOM))
 
 
@@ -192,11 +192,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         raise InputError(f"{path}: not a readable checkpoint: {err}") from err
-    if "spec" not in ckpt and "arch" in ckpt:  # written before ensembles of families (2026-12-02)
-        leaf = {k: ckpt.get(k) for k in ("arch", "mean", "std")}
-        sizes = ckpt.get("member_image_sizes") or [ckpt.get("image_size")] * ckpt.get("members", 1)
-        specs = [dict(leaf, image_size=size) for size in sizes]
-        ckpt["spec"] = specs[0] if ckpt.get("members", 1) == 1 else {"members": specs}
     missing = [k for k in ("state_dict", "spec", "class_names", "input_size") if k not in ckpt]
     if missing:
         raise InputError(f"{path}: checkpoint lacks {', '.join(missing)} (not written by torch_trainer?)")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mug_errors import NotFound
-from torch_trainer.model import Ensemble, MugClassifier, load_checkpoint
+from torch_trainer.classifier.network import Ensemble, MugClassifier, load_checkpoint
 
 
 def is_checkpoint(teacher: str) -> bool:

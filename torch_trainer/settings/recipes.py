@@ -1,10 +1,10 @@
-"""Recipe files: named runs in `torch_trainer/recipes/`, read into a `RunConfig`.
+"""Recipe files: named runs in `torch_trainer/recipes/`, read into a `RunPlan`.
 
 A recipe is a small JSON object. Either one family, written short: `TrainConfig` fields for all its
-models, `ensemble` K (seeds seed..seed+K-1) and `member_image_sizes` (the dataclass defaults are
+models, `ensemble` K (seeds seed..seed+K-1) and `member_resolutions` (the dataclass defaults are
 the settings of `exposure-ens3`, the ensemble 3); or `"families": [...]`, each entry a recipe of
 one family by name, or {"recipe": name, setting: value, ...} with settings of its own. `--recipe
-NAME` picks one (`--recipe path/to/file.json` reads any file); flags go on top (`torch_trainer.flags`).
+NAME` picks one (`--recipe path/to/file.json` reads any file); flags go on top (`torch_trainer.settings.flags`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from mug_errors import SettingsError
-from torch_trainer.config import DEFAULT_RECIPE, Family, RunConfig, family_models, family_name, setting_defaults
+from torch_trainer.settings.plan import DEFAULT_RECIPE, Family, RunPlan, family_models, family_name, setting_defaults
 
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 class RecipeError(SettingsError):
@@ -110,19 +110,19 @@ def check_settings(where: Path | str, values: dict) -> None:
 
 
 def load_recipe(name: str = DEFAULT_RECIPE, overrides: dict | None = None,
-                family_overrides: dict | None = None) -> RunConfig:
+                family_overrides: dict | None = None) -> RunPlan:
     """The run of recipe `name`: each family's models with `overrides` (settings for every family)
     and `family_overrides` ({family: {setting: value}}) on top of the file's settings."""
     return build_run(read_recipe(name), recipe_label(name), overrides, family_overrides)
 
 
 def build_run(families: list[tuple[str, dict]], recipe: str, overrides: dict | None = None,
-              family_overrides: dict | None = None) -> RunConfig:
+              family_overrides: dict | None = None) -> RunPlan:
     """The run of the families `read_recipe` gave for `recipe`, with the settings of `load_recipe`."""
     overrides, family_overrides = dict(overrides or {}), dict(family_overrides or {})
     unknown = sorted(set(family_overrides) - {n for n, _ in families})
     if unknown:
         raise RecipeError(f"--family {unknown[0]}: recipe {recipe} has no family {unknown[0]!r} "
                           f"(its families: {', '.join(n for n, _ in families)})")
-    return RunConfig([Family(n, family_models({**s, **overrides, **family_overrides.get(n, {})}, n))
+    return RunPlan([Family(n, family_models({**s, **overrides, **family_overrides.get(n, {})}, n))
                       for n, s in families], recipe, overrides, family_overrides)

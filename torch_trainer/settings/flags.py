@@ -1,4 +1,4 @@
-"""The training flags: `--recipe` picks a run (`torch_trainer.recipes`), a flag changes that setting
+"""The training flags: `--recipe` picks a run (`torch_trainer.settings.recipes`), a flag changes that setting
 of every family, `--family NAME:SETTING=VALUE` of one. `--help` shows each setting as the recipe
 has it, family by family where they differ, and what each family trains."""
 
@@ -8,15 +8,15 @@ import argparse
 from typing import Sequence
 
 from mug_errors import SettingsError
-from torch_trainer.config import AMP_MODES, DEFAULT_RECIPE, SCHEDULES, RunConfig, family_summary, setting_defaults
-from torch_trainer.model import ARCHS
-from torch_trainer.recipes import RecipeError, build_run, list_recipes, read_recipe, recipe_label
+from torch_trainer.settings.plan import AMP_MODES, DEFAULT_RECIPE, SCHEDULES, RunPlan, family_summary, setting_defaults
+from torch_trainer.classifier.network import ARCHS
+from torch_trainer.settings.recipes import RecipeError, build_run, list_recipes, read_recipe, recipe_label
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
-               ) -> tuple[argparse.Namespace, RunConfig]:
+               ) -> tuple[argparse.Namespace, RunPlan]:
     """Parse `argv` with `parser` plus `--recipe` and every training flag; returns the arguments and
     the run: the recipe's families with the flags given on top (recorded in `overrides` and
     `family_overrides`). A bad recipe or setting exits through `parser.error` (status 2)."""
@@ -108,13 +108,13 @@ def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, di
                         "trained first into RUN/teacher) gives each augmented batch, instead of the labels ('': labels)")
     g.add_argument("--ensemble", type=int, metavar="K",
                    help="train K models in each family (seeds seed..seed+K-1) and serve the mean of their probabilities")
-    g.add_argument("--member-image-sizes", type=int, nargs="+", metavar="PX",
-                   help="the network input size of each model of a family (K values; -: --image-size for all)")
+    g.add_argument("--member-resolutions", type=int, nargs="+", metavar="PX",
+                   help="the resolution each model of a family computes at (K values; default: --resolution for all)")
     g.add_argument("--amp", choices=AMP_MODES, help="mixed precision (auto: bf16 on CUDA where supported and on CPUs "
                                                     "with AVX-512 BF16 or AMX, else float32)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"),
                    help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
-    g.add_argument("--image-size", type=int, help="the network's input size")
+    g.add_argument("--resolution", type=int, help="the resolution the network computes at (the photo is resized inside the model)")
     g.add_argument("--seed", type=int, help="the first model's seed in each family")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--family", action="append", default=[], metavar="NAME:SETTING=VALUE",

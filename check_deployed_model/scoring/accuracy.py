@@ -1,6 +1,6 @@
 """Scoring on labelled class folders: an exported SavedModel through `serving_default` on the image
 files' own bytes as a client sends them (the job behind `check_deployed_model.evaluate --model-dir`;
-a checkpoint is scored by `torch_trainer.jobs.evaluate_checkpoint`), and a checkpoint or an export
+a checkpoint is scored by `torch_trainer.classifier.report.evaluate_checkpoint`), and a checkpoint or an export
 under capture shifts (`shift_report`, the job behind `check_deployed_model.robustness`)."""
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from check_deployed_model.shifts import Shift, shifted_jpeg
+from check_deployed_model.scoring.shifts import Shift, shifted_jpeg
 from mug_errors import OutputExists, SettingsError
+from serving.contract import CLASSES, PROBABILITIES
 from serving.saved_model import SavedModelPredictor
-from torch_trainer.data import MugDataset, load_images
-from torch_trainer.model import class_probabilities, load_checkpoint
-from torch_trainer.report import classification_report, contact_sheet, score_predictions
+from torch_trainer.classifier.photos import MugDataset, load_images
+from torch_trainer.classifier.network import class_probabilities, load_checkpoint
+from torch_trainer.classifier.report import classification_report, contact_sheet, score_predictions
 
 
 def evaluate_savedmodel(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
                         output_dir: str | os.PathLike | None = None, batch_size: int = 64) -> dict[str, Any]:
     """`score_predictions`' report of the SavedModel's CLASSES on `data_dir` (with `output_dir`, also
     its JSON and pictures)."""
-    predictor = SavedModelPredictor(model_dir, "graph")
+    predictor = SavedModelPredictor(model_dir)
     data = MugDataset(data_dir, progress=True)
-    preds = predictor.predict([p.read_bytes() for p in data.paths], batch_size)["CLASSES"]
+    preds = predictor.predict([p.read_bytes() for p in data.paths], batch_size)[CLASSES]
     return score_predictions(data, preds, output_dir)
 
 
@@ -45,8 +46,8 @@ def bytes_predictor(checkpoint: str | os.PathLike | None = None, model_dir: str 
     if (checkpoint is None) == (model_dir is None):
         raise SettingsError("give a checkpoint or an exported model, not both or neither")
     if model_dir is not None:
-        predictor = SavedModelPredictor(model_dir, "graph")
-        return lambda blobs: predictor.predict(blobs, batch_size)["PROBABILITIES"]
+        predictor = SavedModelPredictor(model_dir)
+        return lambda blobs: predictor.predict(blobs, batch_size)[PROBABILITIES]
     model, meta = load_checkpoint(checkpoint)
     # channels-last: the Lite0s' depthwise convolutions run 1.6x as fast on the CPU, to within 2e-7
     model = model.to(memory_format=torch.channels_last)

@@ -1,14 +1,18 @@
 """Accuracy, per-class precision/recall and the confusion matrix of a set of predictions, as text
-and as pictures."""
+and as pictures; a checkpoint scored on labelled class folders (`evaluate_checkpoint`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from torch_trainer.classifier.network import class_probabilities, load_checkpoint
+from torch_trainer.classifier.photos import MugDataset
 
 
 def classification_report(preds: Sequence[int], targets: Sequence[int], class_names: Sequence[str]) -> dict[str, Any]:
@@ -94,3 +98,13 @@ def score_predictions(data: Any, preds: np.ndarray, output_dir: str | Path | Non
                       [f"{data.paths[i].parent.name}/{data.paths[i].name}\n-> {data.class_names[preds[i]]}"
                        for i in shown], output_dir / "misclassified.png")
     return report
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_dir: str | os.PathLike,
+                        output_dir: str | os.PathLike | None = None, batch_size: int = 256) -> dict[str, Any]:
+    """Score a checkpoint on labelled class folders, the images loaded at its input size as it was
+    trained; returns `score_predictions`' report (with `output_dir`, also its JSON and pictures)."""
+    model, meta = load_checkpoint(checkpoint)
+    data = MugDataset(data_dir, meta["input_size"], progress=True)
+    preds = class_probabilities(model, data.images, batch_size).argmax(1)
+    return score_predictions(data, preds, output_dir)

@@ -3,7 +3,7 @@ strength, and encoded as the JPEG a client would send.
 
 Each shift is a function of a float RGB picture [3, H, W] in [0, 1] and one strength. White balance
 and exposure act in linear light, as a light's colour and an exposure do; the light's colour is a
-black body's (`torch_trainer.augment.white_balance_gains`, the same the training draws from). The
+black body's (`torch_trainer.training.augment.white_balance_gains`, the same the training draws from). The
 result is rounded to whole levels and encoded as JPEG at quality 95 (`jpeg`: at its own quality), so
 that "none" is the re-encoded photo. A shift is given as `NAME` (its default strengths) or
 `NAME=S1,S2,...`.
@@ -25,7 +25,7 @@ from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from mug_errors import SettingsError
-from torch_trainer.augment import adjust_white_balance, gaussian_blur
+from torch_trainer.classifier.capture import adjust_white_balance, gaussian_blur
 
 QUALITY = 95  # how a shifted photo is re-encoded (what a phone or a browser upload would use)
 

@@ -1,5 +1,5 @@
 """The training loop of one model (`fit`, with its `Fitter`), checkpointed into a run folder that an
-interrupted run resumes from; `torch_trainer.runs` puts models together into a run.
+interrupted run resumes from; `torch_trainer.training.run` puts models together into a run.
 
 A model's folder holds model.pt (the model to export), last.pt (with optimiser state), best.pt (best
 validation accuracy, when there is validation data) and metrics.json.
@@ -20,13 +20,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from mug_errors import SettingsError
-from torch_trainer import distributed
-from torch_trainer.augment import BatchAugment
-from torch_trainer.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
+from torch_trainer.training import distributed
+from torch_trainer.training.augment import BatchAugment
+from torch_trainer.training.build import autocast_dtype, build_model, make_optimizer, make_scheduler, make_train_loader, \
     pick_device, seed_everything, snapshot_steps
-from torch_trainer.config import TrainConfig
-from torch_trainer.distill import load_teacher, soft_target_loss
-from torch_trainer.model import Ensemble, save_checkpoint, score_loader
+from torch_trainer.settings.plan import TrainConfig
+from torch_trainer.training.distill import load_teacher, soft_target_loss
+from torch_trainer.classifier.network import Ensemble, save_checkpoint, score_loader
 
 
 class Fitter:
@@ -155,7 +155,8 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     `resume` is the `training_state` of a last.pt: training continues where it stopped, with the
     same optimiser, schedule, snapshots and random streams, so the result is the one an
     uninterrupted run gives. `stop_after` ends this invocation after that many epochs. `record`
-    is the run's (`RunConfig.record`), kept in the checkpoints and metrics beside the model's settings.
+    is the run's ({"run": its plan, "data": what it found}), kept in the checkpoints and metrics
+    beside the model's settings.
     """
     out = Path(output_dir)
     main_rank = distributed.is_main()
@@ -163,7 +164,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
     fitter = Fitter(cfg, train_set, len(class_names))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size,
                             pin_memory=fitter.device.type == "cuda") if val_set is not None else None
-    meta = dict(train_config=asdict(cfg), run=record)
+    meta = dict(train_config=asdict(cfg), **(record or {}))
     history, best_acc, first_epoch, result = [], -1.0, 1, None
     if resume is not None:
         fitter.restore(resume)
@@ -171,7 +172,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
         log(f"resuming {out} after epoch {resume['epoch']}")
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
-    log(f"training {cfg.arch} at {cfg.image_size} px from {fitter.model.weights_source} weights on {len(train_set)} images ({', '.join(class_names)}), "
+    log(f"training {cfg.arch} at {cfg.resolution} px from {fitter.model.weights_source} weights on {len(train_set)} images ({', '.join(class_names)}), "
         f"validating on {len(val_set) if val_set is not None else 0}, device {fitter.device}, "
         f"{distributed.world_size()} process(es) x {torch.get_num_threads()} threads, "
         f"amp {fitter.amp_dtype or 'off'}, channels-last {'on' if fitter.channels_last else 'off'}, "
@@ -207,7 +208,7 @@ def fit(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, class_nam
                "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
                "best_val_accuracy": best_acc if val_loader is not None else None,
                "num_train": len(train_set), "num_val": len(val_set) if val_set is not None else 0,
-               "class_names": class_names, "config": asdict(cfg), "run": record, "world_size": distributed.world_size(),
+               "class_names": class_names, "config": asdict(cfg), **(record or {}), "world_size": distributed.world_size(),
                # the final model's validation predictions, for per-class reports without a second pass
                "val_predictions": result["preds"].tolist() if result is not None else None,
                "val_targets": result["targets"].tolist() if result is not None else None,

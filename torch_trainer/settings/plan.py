@@ -3,10 +3,12 @@
 `TrainConfig` is one model as it trains (architecture, starting weights, size, epochs, learning
 rate, batch norm, augmentation, seed, ...). A `Family` is models averaged as one; the served model
 is the mean of the families' means, so each family weighs the same however many models it has.
-A `RunConfig` is the families plus the run's records (its data, the recipe and flags it came from).
+A `RunPlan` is the families and where they came from (the recipe and flags): what a run is asked
+to train, never changed on the way. What the run finds (its data folders, the photos it holds out)
+is its record beside the plan (`torch_trainer.training.data.RunData`).
 
-Recipes (`torch_trainer.recipes`) write a family short: settings for all its models, `ensemble` K
-(seeds seed..seed+K-1) and `member_image_sizes`; `family_models` spells that out into the models.
+Recipes (`torch_trainer.settings.recipes`) write a family short: settings for all its models, `ensemble` K
+(seeds seed..seed+K-1) and `member_resolutions`; `family_models` spells that out into the models.
 """
 
 from __future__ import annotations
@@ -21,10 +23,7 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEFAULT_RECIPE = "resnet3-lite2-frozen-bn"
 SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
 # how a recipe writes a family's models, with the defaults of the default's ResNet18 family
-FAMILY_SHORTHAND = {"ensemble": 3, "member_image_sizes": []}
-# settings of ideas that lost on the withheld scene (docs/recipe-experiments.md), with the value that
-# turned each off: a run recorded before they went still resumes if it left them off
-RETIRED = {"swa_start": 0.0, "probe_epochs": 0, "wise_alpha": 1.0, "workers": 0}
+FAMILY_SHORTHAND = {"ensemble": 3, "member_resolutions": []}
 
 
 @dataclass
@@ -69,7 +68,7 @@ class TrainConfig:
     amp: str = "auto"                  # auto (bf16 on CUDA and on CPUs with AVX-512 BF16 or AMX) | off | bf16 | fp16
     channels_last: str = "auto"        # auto (on for CUDA and with bf16 on the CPU) | on | off
     input_size: int = 64               # images are resized to this when loaded (the serving input)
-    image_size: int = 64               # what the network sees (resized inside the model; 128: finer logos)
+    resolution: int = 64               # what the network sees (resized inside the model; 128: finer logos)
     seed: int = 0
     device: str = "auto"
 
@@ -81,18 +80,14 @@ class Family:
     models: list[TrainConfig]
 
 
-@dataclass
-class RunConfig:
-    """A run: its families, and records of where its settings and data came from (what --resume and
-    the export read back)."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run trains: its families, and the recipe and flags they came from (what --resume and
+    the export read back). Frozen: a run records what it finds beside its plan, not in it."""
     families: list[Family]
     recipe: str = DEFAULT_RECIPE       # the recipe file the families came from
     overrides: dict = field(default_factory=dict)  # the training flags the command line gave every family
     family_overrides: dict = field(default_factory=dict)  # {family: {setting: value}} from --family
-    train_dirs: list[str] = field(default_factory=list)  # the training folders
-    val_dir: str | None = None         # the validation folder, if any
-    val_files: list[str] = field(default_factory=list)  # the training images held out to validate on
-                                       # (--resume validates on the same ones and never trains on them)
 
     def __post_init__(self):
         sizes = {model.input_size for model in self.models}
@@ -100,7 +95,7 @@ class RunConfig:
             raise SettingsError(f"recipe {self.recipe}: a run trains at least one model")
         if len(sizes) != 1:
             raise SettingsError(f"recipe {self.recipe}: its models load photos at {sorted(sizes)} px; a run loads "
-                                f"them once, at the serving input (image_size sets what a network sees)")
+                                f"them once, at the serving input (resolution sets what a network sees)")
         names = [family.name for family in self.families]
         if len(set(names)) != len(names):  # each family trains in a folder of its name
             raise SettingsError(f"recipe {self.recipe}: two families share a name ({', '.join(names)})")
@@ -120,11 +115,11 @@ class RunConfig:
         """The size the run loads its photos at, which every model shares (the serving input)."""
         return self.models[0].input_size
 
-    def with_models(self, change: Callable[[TrainConfig], TrainConfig]) -> RunConfig:
+    def with_models(self, change: Callable[[TrainConfig], TrainConfig]) -> RunPlan:
         """The run with `change` applied to each of its models."""
         return replace(self, families=[Family(f.name, [change(m) for m in f.models]) for f in self.families])
 
-    def reseeded(self, seed: int) -> RunConfig:
+    def reseeded(self, seed: int) -> RunPlan:
         """The run with every model's seed moved by the same step, so that the first is `seed`."""
         step = seed - self.seed
         return self.with_models(lambda m: replace(m, seed=m.seed + step))
@@ -134,7 +129,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_record(cls, values: dict) -> RunConfig:
+    def from_record(cls, values: dict) -> RunPlan:
         """The run of a `record()`."""
         families = [Family(f["name"], [TrainConfig(**m) for m in f["models"]]) for f in values["families"]]
         return cls(**{**values, "families": families})
@@ -142,16 +137,16 @@ class RunConfig:
 
 def family_models(settings: dict, name: str = "") -> list[TrainConfig]:
     """The models of a family written short: `settings` (TrainConfig fields plus `ensemble` K and
-    `member_image_sizes`) for K models, model i with seed seed+i at member size i."""
+    `member_resolutions`) for K models, model i with seed seed+i at member size i."""
     values = {**FAMILY_SHORTHAND, **settings}
-    k, sizes = values.pop("ensemble"), values.pop("member_image_sizes")
+    k, sizes = values.pop("ensemble"), values.pop("member_resolutions")
     where = f"family {name}: " if name else ""
     if k < 1:
         raise SettingsError(f"{where}--ensemble must be at least 1, not {k}")
     if sizes and len(sizes) != k:
-        raise SettingsError(f"{where}--member-image-sizes: {len(sizes)} sizes for --ensemble {k}")
+        raise SettingsError(f"{where}--member-resolutions: {len(sizes)} sizes for --ensemble {k}")
     first = TrainConfig(**values)
-    return [replace(first, seed=first.seed + i, image_size=sizes[i] if sizes else first.image_size) for i in range(k)]
+    return [replace(first, seed=first.seed + i, resolution=sizes[i] if sizes else first.resolution) for i in range(k)]
 
 
 def family_name(entry: str | dict) -> str:
@@ -171,7 +166,7 @@ def setting_defaults() -> dict:
 
 def family_summary(family: Family) -> str:
     """One line on what a family trains: its models, their sizes, starting weights and schedule."""
-    first, sizes = family.models[0], [m.image_size for m in family.models]
+    first, sizes = family.models[0], [m.resolution for m in family.models]
     sizes = "/".join(map(str, sizes)) if len(set(sizes)) > 1 else str(sizes[0])
     return (f"{family.name}: {len(family.models)} x {first.arch} at {sizes} px from weights {first.weights}, "
             f"{first.epochs} epochs, lr {first.lr:g} ({first.schedule}), crop {first.crop_scale:g}-1, seeds "

@@ -13,9 +13,9 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmResta
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mug_errors import InputError, NotFound, SettingsError
-from torch_trainer import distributed
-from torch_trainer.config import AMP_MODES, SCHEDULES, TrainConfig
-from torch_trainer.model import RANDOM, MugClassifier, load_imagenet_weights
+from torch_trainer.training import distributed
+from torch_trainer.settings.plan import AMP_MODES, SCHEDULES, TrainConfig
+from torch_trainer.classifier.network import RANDOM, MugClassifier, load_imagenet_weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -86,7 +86,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     `weights_source` says where they came from.
 
     ImageNet weights that cannot be had raise `WeightsUnavailable`: one command trains one model."""
-    model = MugClassifier(cfg.arch, num_classes, cfg.image_size)
+    model = MugClassifier(cfg.arch, num_classes, cfg.resolution)
     if cfg.weights == "imagenet":
         model.weights_source = load_imagenet_weights(model)
         return model
@@ -100,7 +100,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MugClassifier:
     state = {k: v for k, v in state.items() if not k.endswith(("fc.weight", "fc.bias"))}
     result = model.load_state_dict(state, strict=False)
     if set(result.missing_keys) - {"net.fc.weight", "net.fc.bias"} or result.unexpected_keys:
-        raise InputError(f"--weights: {path} does not fit {cfg.arch} at {cfg.image_size} px: missing "
+        raise InputError(f"--weights: {path} does not fit {cfg.arch} at {cfg.resolution} px: missing "
                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
     model.weights_source = f"checkpoint ({path.resolve()})"
     return model

@@ -74,12 +74,12 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0/1 for `image_size` pictures; `fc` is the classification head."""
+    """EfficientNet-Lite0/1 for `resolution` pictures; `fc` is the classification head."""
 
-    def __init__(self, arch: str, num_classes: int, image_size: int, dropout: float = 0.2, drop_connect: float = 0.2):
+    def __init__(self, arch: str, num_classes: int, resolution: int, dropout: float = 0.2, drop_connect: float = 0.2):
         super().__init__()
         depth = VARIANTS[arch][0]
-        self._conv_stem, size = conv(3, 32, 3, 2, image_size)
+        self._conv_stem, size = conv(3, 32, 3, 2, resolution)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         specs = []
         for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(STAGES):

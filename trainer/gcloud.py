@@ -1,6 +1,6 @@
 """The gcloud entry points' jobs (`train_and_evaluate` for trainer.task, `train_and_export` for
 trainer.final_task) and their command line: ML6's folder layout (DATA/train, DATA/eval) and job
-folder (JOB_DIR/...) on top of `torch_trainer.jobs.train` and `convert.export_savedmodel`."""
+folder (JOB_DIR/...) on top of `torch_trainer.training.jobs.train` and `convert.export_savedmodel`."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from torch_trainer import jobs
-from torch_trainer.config import RunConfig
-from torch_trainer.flags import parse_args
-from torch_trainer.data import DatasetError, split_dir
-from torch_trainer.report import classification_report
+from torch_trainer.training import jobs
+from torch_trainer.settings.plan import RunPlan
+from torch_trainer.settings.flags import parse_args
+from torch_trainer.classifier.photos import DatasetError, split_dir
+from torch_trainer.classifier.report import classification_report
 
 # Without an eval split, trainer.task validates on this share of train (in groups of near-identical frames).
 VAL_FRACTION = 0.2
 
 
-def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, RunConfig]:
+def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, RunPlan]:
     """--data-dir, --job-dir, --recipe and every training flag (defaults from the recipe, which
-    defaults to torch_trainer.config.DEFAULT_RECIPE).
+    defaults to torch_trainer.settings.plan.DEFAULT_RECIPE).
 
     An argument it does not know stops it (exit 2, naming the argument): a misspelt flag would
     otherwise train the default. What gcloud adds (`--job-dir`, from its own `--job-dir`) is ours.
@@ -96,7 +96,7 @@ def job_folder(job_dir: str | Path) -> Iterator[tuple[Path, Callable[[Path], str
         shutil.rmtree(local, ignore_errors=True)
 
 
-def train_and_evaluate(run: RunConfig, data_dir: str | Path, job_dir: str | Path,
+def train_and_evaluate(run: RunPlan, data_dir: str | Path, job_dir: str | Path,
                        log: Callable[..., None] = print) -> tuple[str, dict[str, Any]]:
     """Train on DATA/train and validate on DATA/eval (or, without it, on VAL_FRACTION of train held
     out in groups of near-identical frames) in a new JOB_DIR/task_run; returns the run folder and
@@ -111,7 +111,7 @@ def train_and_evaluate(run: RunConfig, data_dir: str | Path, job_dir: str | Path
         return publish(run_dir), report
 
 
-def train_and_export(run: RunConfig, data_dir: str | Path, job_dir: str | Path,
+def train_and_export(run: RunPlan, data_dir: str | Path, job_dir: str | Path,
                      log: Callable[..., None] = print) -> tuple[str, dict[str, Any]]:
     """Train on DATA/train and DATA/eval together (train alone without eval) in a new
     JOB_DIR/checkpoint, then export the SavedModel to JOB_DIR/exported_model (a timestamped name
