@@ -54,7 +54,9 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
 
     Without `serving_python` and `kernels`, in this process, MODEL a loader; otherwise in fresh
     processes of `serving_python` (default this one's, `convert.verify`), one per kernel library
-    of `kernels` (keys of KERNELS), MODEL "LOADER-KERNEL" ("graph-onednn"), or a loader without them."""
+    of `kernels` (keys of KERNELS), MODEL "LOADER-KERNEL" ("graph-onednn"), or a loader without them.
+    The processes run side by side: most of each is TensorFlow starting and loading the graph, on
+    one core (two after one another took 44 s of the main job's 81 s export here)."""
     if serving_python is None and not kernels:
         return run_loaders(model_dir, blobs, loaders, batch_size)
     outputs = {}
@@ -62,18 +64,25 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
         files = [Path(tmp) / f"{i:05d}.img" for i in range(len(blobs))]
         for path, blob in zip(files, blobs):  # written once, read by every process
             path.write_bytes(blob)
+        started = {}
         for kernel in kernels or [None]:
             out = Path(tmp) / f"outputs-{kernel}.npz"
             cmd = [serving_python or sys.executable, "-m", "convert.verify", "--model-dir",
                    str(Path(model_dir).resolve()), "--out", str(out), "--loaders", *loaders,
                    "--batch-size", str(batch_size), *map(str, files)]
             env = dict(os.environ, **({"TF_ENABLE_ONEDNN_OPTS": KERNELS[kernel]} if kernel else {}))
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            started[kernel] = (cmd, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                          text=True, cwd=ROOT, env=env))
+        for kernel, (cmd, out, proc) in started.items():
+            _, stderr = proc.communicate()
             if proc.returncode != 0:
                 how = cmd[0] + (f", TF_ENABLE_ONEDNN_OPTS={KERNELS[kernel]} ({kernel})" if kernel else "")
                 died = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
+                for _, _, other in started.values():
+                    other.kill()
+                    other.wait()
                 raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "
-                                f"({how}){died}:\n{proc.stderr[-4000:]}")
+                                f"({how}){died}:\n{stderr[-4000:]}")
             with np.load(out) as saved:  # run_loaders' outputs, saved as "LOADER/KEY"
                 outputs.update({loader if kernel is None else f"{loader}-{kernel}":
                                 {key: saved[f"{loader}/{key}"] for key in (PROBABILITIES, CLASSES, "load_seconds")}

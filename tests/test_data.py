@@ -5,8 +5,8 @@ from PIL import Image
 
 from draw_mug import draw_mug
 from conftest import run_main, write_dataset
-from torch_trainer.classifier.photos import (DatasetError, MugDataset, find_classes, group_split, near_duplicate_groups,
-                                split_dir)
+from torch_trainer.classifier.photos import DatasetError, MugDataset, find_classes, split_dir
+from torch_trainer.training.data import group_split, near_duplicate_groups
 
 
 def test_labels_come_from_folder_numbers(tmp_path):

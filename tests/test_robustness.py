@@ -13,7 +13,8 @@ from check_deployed_model.scoring.accuracy import bytes_predictor
 from check_deployed_model.scoring.shifts import SHIFTS, parse_shifts, shifted_jpeg
 from conftest import run_main, write_dataset
 from mug_errors import SettingsError
-from torch_trainer.training.augment import BatchAugment, adjust_white_balance, white_balance_gains
+from torch_trainer.classifier.capture import adjust_white_balance, white_balance_gains
+from torch_trainer.training.augment import BatchAugment
 from torch_trainer.settings.plan import TrainConfig
 
 CAPTURE = dict(white_balance=100, zoom_out=1.6, blur=1.5, noise=0.08, jpeg=10)
@@ -184,7 +185,7 @@ def test_the_held_out_bench_scores_the_photos_a_run_held_out(trained_run, data_r
     run = tmp_path / "task_run"
     run.mkdir()
     held_out = sorted(str(p) for p in (data_root / "eval").rglob("*.jpg"))[::2]
-    (run / "config.json").write_text(json.dumps({"val_files": held_out}))
+    (run / "data.json").write_text(json.dumps({"val_files": held_out}))
     (run / "model.pt").symlink_to(trained_run / "model.pt")
     args = ["--runs", f"a/0={run}", f"b/0={run}", "--output-dir", str(tmp_path / "out"), "--shifts", "tilt=10"]
     first = run_main("bench.held_out_shifts", *args)
@@ -195,6 +196,6 @@ def test_the_held_out_bench_scores_the_photos_a_run_held_out(trained_run, data_r
     (tmp_path / "out" / "b-0" / "robustness.json").write_text(json.dumps(dict(report, images=-1)))
     again = run_main("bench.held_out_shifts", *args)
     assert again.returncode == 0 and "b/0: -1 held-out photos" in again.stdout
-    (run / "config.json").write_text(json.dumps({"val_files": []}))
+    (run / "data.json").write_text(json.dumps({"val_files": []}))
     empty = run_main("bench.held_out_shifts", "--runs", f"c/0={run}", "--output-dir", str(tmp_path / "out"))
     assert empty.returncode == 2 and "held out no photos" in empty.stderr
