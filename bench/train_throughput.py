@@ -2,8 +2,11 @@
 
     python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1 cpu:2 [cuda:1 cuda:N]
     python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1:fp32 cpu:1:bf16
+    python -m bench.train_throughput --data-dir DATA/train --epochs 3 --configs cpu:1 cpu:2x1 [--recipe lite0-frozen-bn]
 
 `cpu:N` / `cuda:N` runs N processes (torchrun with DDP when N > 1; gloo on CPU, nccl on CUDA).
+`cpu:KxT` runs K separate models side by side, each a process of T threads (OMP_NUM_THREADS), its
+images/s the sum of theirs: a family's models trained at once instead of one after another.
 An optional third field fixes the precision: `fp32` (`--amp off --channels-last off`) or `bf16`
 (`--amp bf16 --channels-last on`); without it the trainer's `auto` decides.
 Each run is a real `torch_trainer.train` invocation of one model (`--recipe`, default the
@@ -32,29 +35,42 @@ PRECISION = {"fp32": ["--amp", "off", "--channels-last", "off"], "bf16": ["--amp
 
 def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[str],
         recipe: str = "exposure-ens3") -> dict:
-    """One real training run of `config` (a subprocess): its median images/s after the first epoch."""
+    """One real training run of `config` (subprocesses): its median images/s after the first epoch
+    (summed over the models of `cpu:KxT`)."""
     device, nproc, *precision = config.split(":")
-    nproc = int(nproc)
+    side_by_side, threads = (int(n) for n in nproc.split("x")) if "x" in nproc else (1, None)
+    nproc = 1 if threads else int(nproc)
     if precision and precision[0] not in PRECISION:
         raise SettingsError(f"--configs {config}: precision must be one of {', '.join(PRECISION)}")
+    if threads and device != "cpu":
+        raise SettingsError(f"--configs {config}: KxT (models side by side, T threads each) is for the CPU")
     extra = [*extra, *PRECISION[precision[0]]] if precision else extra
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")} if device == "cpu" else None
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
         launcher = [sys.executable, "-m", "torch_trainer.train"]
         if nproc > 1:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "-m", "torch_trainer.train"]
-        cmd = launcher + ["--recipe", recipe, "--train-dir", data_dir, "--output-dir", str(out), "--epochs", str(epochs),
-                          "--ensemble", "1", "--weights", "none", "--device", device, "--batch-size", str(batch_size), *extra]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-                              if device == "cpu" else None)
-        if proc.returncode != 0:
-            raise JobFailed(f"{config} failed:\n{proc.stderr[-3000:]}")
-        metrics = json.loads((out / "metrics.json").read_text())
-    rates = [r["images_per_second"] for r in metrics["history"]]
-    return {"config": config, "images_per_second": statistics.median(rates[1:] or rates),
-            "epochs": len(rates), "final_train_accuracy": metrics["history"][-1]["train_accuracy"]}
+        procs = []
+        for k in range(side_by_side):  # model k with seed k, as a family's models
+            out = Path(tmp) / f"run{k}"
+            cmd = launcher + ["--recipe", recipe, "--train-dir", data_dir, "--output-dir", str(out), "--epochs",
+                              str(epochs), "--ensemble", "1", "--seed", str(k), "--weights", "none", "--device", device,
+                              "--batch-size", str(batch_size), *extra]
+            procs.append((out, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                text=True, env=env)))
+        histories = []
+        for out, proc in procs:
+            _, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise JobFailed(f"{config} failed:\n{stderr[-3000:]}")
+            histories.append(json.loads((out / "metrics.json").read_text())["history"])
+    rates = [statistics.median([r["images_per_second"] for r in h][1:] or [h[0]["images_per_second"]])
+             for h in histories]
+    return {"config": config, "images_per_second": sum(rates), "epochs": len(histories[0]),
+            "final_train_accuracy": histories[0][-1]["train_accuracy"]}
 
 
 @command

@@ -140,8 +140,7 @@ def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
     assert run.recipe == str(good) and run.families == [Family("mine", models(dict(PINNED_RESNET, epochs=3, lr=1.0), [0]))]
 
 
-@pytest.mark.parametrize("module", ["torch_trainer.train", "trainer.final_task", "trainer.task",
-                                    "torch_trainer.validate"])
+@pytest.mark.parametrize("module", ["torch_trainer.train", "trainer.final_task", "trainer.task"])
 def test_unknown_recipe_lists_the_recipes(module, tmp_path):
     proc = run_main(module, "--recipe", "best-one", "--data-dir", str(tmp_path), "--train-dir", str(tmp_path),
                     "--output-dir", str(tmp_path / "out"))

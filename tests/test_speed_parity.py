@@ -96,9 +96,12 @@ def test_op_profile_puts_each_stage_beside_onnxruntime(export, trained_run, data
 
 
 def test_train_throughput_benchmark_runs(data_root):
-    results = [run(config, str(data_root / "eval"), epochs=2, batch_size=8, extra=[]) for config in ("cpu:1", "cpu:2")]
-    assert [r["config"] for r in results] == ["cpu:1", "cpu:2"]
+    configs = ("cpu:1", "cpu:2", "cpu:2x1")  # one process; torchrun's two; two models side by side, a thread each
+    results = [run(config, str(data_root / "eval"), epochs=2, batch_size=8, extra=[]) for config in configs]
+    assert [r["config"] for r in results] == list(configs)
     assert all(r["images_per_second"] > 0 and r["epochs"] == 2 for r in results)
+    with pytest.raises(ValueError, match="cuda:2x1: KxT"):
+        run("cuda:2x1", str(data_root / "eval"), epochs=1, batch_size=8, extra=[])
 
 
 def test_http_load_benchmark_runs(export, data_root):
