@@ -114,7 +114,8 @@ def add_train_args(parser: argparse.ArgumentParser, families: list[tuple[str, di
                                                     "with AVX-512 BF16 or AMX, else float32)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"),
                    help="channels-last memory format (auto: on for CUDA and for bf16 on the CPU)")
-    g.add_argument("--resolution", type=int, help="the resolution the network computes at (the photo is resized inside the model)")
+    g.add_argument("--resolution", type=int,
+                   help="the resolution the network computes at (the photo is resized inside the model)")
     g.add_argument("--seed", type=int, help="the first model's seed in each family")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--family", action="append", default=[], metavar="NAME:SETTING=VALUE",

@@ -32,7 +32,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from mug_errors import SettingsError
-from torch_trainer.classifier.capture import COOLEST_KELVIN, NEUTRAL_KELVIN, adjust_white_balance, gaussian_blur, jpeg_compress
+from torch_trainer.classifier.capture import (COOLEST_KELVIN, NEUTRAL_KELVIN, adjust_white_balance, gaussian_blur,
+                                              jpeg_compress)
 from torch_trainer.classifier.photos import MugDataset
 from torch_trainer.settings.plan import TrainConfig
 

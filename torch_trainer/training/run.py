@@ -1,11 +1,12 @@
 """A run: its teacher first (when it names a recipe), then each family's models, one by one
-(`torch_trainer.training.fit.fit`), then the served average (`average`): each family's mean, and the mean of
-the families, so that each family weighs the same however many models it has.
+(`torch_trainer.training.fit.fit`), then the served average (`average`): each family's mean, and
+the mean of the families, so that each family weighs the same however many models it has.
 
-A run folder holds RUN/config.json (the plan, `RunPlan.record`) and RUN/data.json (what the run found,
-`RunData.record`), which --resume reads, RUN/model.pt (what is exported) and RUN/metrics.json. With several families, family F lives in RUN/F/; with several
-models, model i of a family in its folder's memberI/; a folder of one model holds that model's
-checkpoints (model.pt, last.pt, best.pt). A recipe teacher trains in RUN/teacher/.
+A run folder holds RUN/config.json (the plan, `RunPlan.record`) and RUN/data.json (what the run
+found, `RunData.record`), which --resume reads, RUN/model.pt (what is exported) and
+RUN/metrics.json. With several families, family F lives in RUN/F/; with several models, model i
+of a family in its folder's memberI/; a folder of one model holds that model's checkpoints
+(model.pt, last.pt, best.pt). A recipe teacher trains in RUN/teacher/.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def read_metrics(folder: Path) -> dict[str, Any]:
     return dict(json.loads((folder / "metrics.json").read_text()), epochs_run=0)
 
 
-def average(parts: list[dict[str, Any]], expected: int, kind: str, run: RunPlan, record: dict[str, Any], val_set: Dataset | None, class_names: list[str], out: Path, log, what: str,
+def average(parts: list[dict[str, Any]], expected: int, kind: str, run: RunPlan, record: dict[str, Any],
+            val_set: Dataset | None, class_names: list[str], out: Path, log, what: str,
             **extra: Any) -> dict[str, Any]:
     """The mean of a family's models (`kind` "member", in OUT/memberI/) or of the run's families
     (`kind` "family", in OUT/NAME/), once all `expected` parts are complete: validated beside its
@@ -167,4 +169,5 @@ def train_teacher(plan: RunPlan, data: RunData, recipe: str, train_set: Dataset,
         log(f"teacher {recipe}: already trained ({out / 'model.pt'})")
         return read_metrics(out)
     log(f"teacher: recipe {recipe} in {out}, then the student distilled from it")
-    return train_run(teacher, data, train_set, val_set, class_names, out, log=log, resume=started, stop_after=stop_after)
+    return train_run(teacher, data, train_set, val_set, class_names, out, log=log, resume=started,
+                     stop_after=stop_after)
