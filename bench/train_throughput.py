@@ -59,13 +59,15 @@ def run(config: str, data_dir: str, epochs: int, batch_size: int, extra: list[st
             cmd = launcher + ["--recipe", recipe, "--train-dir", data_dir, "--output-dir", str(out), "--epochs",
                               str(epochs), "--ensemble", "1", "--seed", str(k), "--weights", "none", "--device", device,
                               "--batch-size", str(batch_size), *extra]
-            procs.append((out, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                text=True, env=env)))
+            # stderr (tqdm's bars) to a file: a pipe read only after the first model ends would fill and stall the second
+            log = Path(tmp) / f"stderr{k}.txt"
+            with log.open("w") as stderr:
+                procs.append((out, log, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+                                                         env=env)))
         histories = []
-        for out, proc in procs:
-            _, stderr = proc.communicate()
-            if proc.returncode != 0:
-                raise JobFailed(f"{config} failed:\n{stderr[-3000:]}")
+        for out, log, proc in procs:
+            if proc.wait() != 0:
+                raise JobFailed(f"{config} failed:\n{log.read_text()[-3000:]}")
             histories.append(json.loads((out / "metrics.json").read_text())["history"])
     rates = [statistics.median([r["images_per_second"] for r in h][1:] or [h[0]["images_per_second"]])
              for h in histories]

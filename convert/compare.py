@@ -71,14 +71,17 @@ def savedmodel_outputs(model_dir: str | os.PathLike, blobs: Sequence[bytes], loa
                    str(Path(model_dir).resolve()), "--out", str(out), "--loaders", *loaders,
                    "--batch-size", str(batch_size), *map(str, files)]
             env = dict(os.environ, **({"TF_ENABLE_ONEDNN_OPTS": KERNELS[kernel]} if kernel else {}))
-            started[kernel] = (cmd, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                          text=True, cwd=ROOT, env=env))
-        for kernel, (cmd, out, proc) in started.items():
-            _, stderr = proc.communicate()
-            if proc.returncode != 0:
+            # stderr to a file, not a pipe: a process waited on second must never block on a full pipe
+            log = Path(tmp) / f"stderr-{kernel}.txt"
+            with log.open("w") as stderr:
+                started[kernel] = (cmd, out, log, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
+                                                                   cwd=ROOT, env=env))
+        for kernel, (cmd, out, log, proc) in started.items():
+            if proc.wait() != 0:
+                stderr = log.read_text()
                 how = cmd[0] + (f", TF_ENABLE_ONEDNN_OPTS={KERNELS[kernel]} ({kernel})" if kernel else "")
                 died = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
-                for _, _, other in started.values():
+                for *_, other in started.values():
                     other.kill()
                     other.wait()
                 raise JobFailed(f"{model_dir}: the SavedModel failed to load or run in a fresh process "

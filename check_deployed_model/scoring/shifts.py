@@ -3,8 +3,8 @@ strength, and encoded as the JPEG a client would send.
 
 Each shift is a function of a float RGB picture [3, H, W] in [0, 1] and one strength. White balance
 and exposure act in linear light, as a light's colour and an exposure do; the light's colour is a
-black body's (`torch_trainer.training.augment.white_balance_gains`, the same the training draws from). The
-result is rounded to whole levels and encoded as JPEG at quality 95 (`jpeg`: at its own quality), so
+black body's (`torch_trainer.classifier.capture`, the same the training draws from). The result is
+rounded to whole levels and encoded as JPEG at quality 95 (the `jpeg` shift: at its strength), so
 that "none" is the re-encoded photo. A shift is given as `NAME` (its default strengths) or
 `NAME=S1,S2,...`.
 """
@@ -18,14 +18,13 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 from kornia.geometry.transform import rotate
 from PIL import Image
 from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from mug_errors import SettingsError
-from torch_trainer.classifier.capture import adjust_white_balance, gaussian_blur
+from torch_trainer.classifier.capture import adjust_white_balance, gaussian_blur, in_linear_light
 
 QUALITY = 95  # how a shifted photo is re-encoded (what a phone or a browser upload would use)
 
@@ -33,7 +32,8 @@ QUALITY = 95  # how a shifted photo is re-encoded (what a phone or a browser upl
 @dataclass(frozen=True)
 class Shift:
     """One kind of change: `apply(picture, strength)`, its default strengths (mildest first), the
-    unit they are in and the range a strength may take (`low` excluded where `open_low`)."""
+    unit they are in, the range a strength may take (`low` excluded where `open_low`) and the JPEG
+    quality the changed photo is sent at (QUALITY, or one given by the strength)."""
     name: str
     apply: Callable[[torch.Tensor, float, int], torch.Tensor]
     strengths: tuple[float, ...]
@@ -41,15 +41,17 @@ class Shift:
     low: float = -math.inf
     high: float = math.inf
     open_low: bool = False
+    quality: Callable[[float], int] = lambda strength: QUALITY
 
 
-def _linear(picture: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    return linear_rgb_to_rgb(change(rgb_to_linear_rgb(picture[None])).clamp(0, 1))[0]
+def unchanged(picture: torch.Tensor, strength: float, seed: int = 0) -> torch.Tensor:
+    """The photo as it is (the `none` shift; `jpeg` changes only how it is encoded)."""
+    return picture
 
 
 def exposure(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
     """The light's amount times `factor` (linear light, clipped)."""
-    return _linear(picture, lambda x: x * factor)
+    return in_linear_light(picture[None], lambda linear: linear * factor)[0]
 
 
 def white_balance(picture: torch.Tensor, kelvin: float, seed: int = 0) -> torch.Tensor:
@@ -71,11 +73,6 @@ def noise(picture: torch.Tensor, levels: float, seed: int = 0) -> torch.Tensor:
     """Sensor noise: Gaussian, std `levels` of 255, the same draw for the same `seed`."""
     generator = torch.Generator().manual_seed(seed)
     return (picture + torch.randn(picture.shape, generator=generator) * levels / 255).clamp(0, 1)
-
-
-def jpeg(picture: torch.Tensor, quality: float, seed: int = 0) -> torch.Tensor:
-    """Unchanged here; `shifted_jpeg` encodes it at this quality instead of QUALITY."""
-    return picture
 
 
 def tilt(picture: torch.Tensor, degrees: float, seed: int = 0) -> torch.Tensor:
@@ -105,7 +102,7 @@ def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Ten
 
 
 SHIFTS = {s.name: s for s in (
-    Shift("none", lambda picture, strength, seed=0: picture, (0,), "-"),
+    Shift("none", unchanged, (0,), "-"),
     Shift("darker", exposure, (0.7, 0.5, 0.35), "exposure factor", 0, open_low=True),
     Shift("brighter", exposure, (1.4, 2.0, 2.8), "exposure factor", 0, open_low=True),
     Shift("lower-contrast", contrast, (0.7, 0.5, 0.35), "contrast factor", 0),
@@ -113,7 +110,7 @@ SHIFTS = {s.name: s for s in (
     Shift("cooler", white_balance, (8000, 11000, 16000), "light in K (camera at 6,500 K)", 1667, 25000),
     Shift("blur", blur, (0.6, 1.0, 1.6), "sigma px", 0, 5),
     Shift("noise", noise, (6, 12, 24), "std, levels of 255", 0, 255),
-    Shift("jpeg", jpeg, (40, 20, 10), "JPEG quality", 1, 100),
+    Shift("jpeg", unchanged, (40, 20, 10), "JPEG quality", 1, 100, quality=int),
     Shift("tilt", tilt, (8, 15, 25), "degrees", -90, 90),
     Shift("zoom-in", zoom_in, (1.2, 1.5), "factor", 1, 8),
     Shift("zoom-out", zoom_out, (1.25, 1.6, 2.0), "factor", 1, 8),
@@ -153,5 +150,4 @@ def shifted_jpeg(photo: bytes, shift: Shift, strength: float, seed: int = 0) -> 
         picture = TF.to_dtype(TF.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
     changed = shift.apply(picture, strength, seed)
     pixels = (changed * 255).round().clamp(0, 255).to(torch.uint8)
-    quality = int(strength) if shift.apply is jpeg else QUALITY
-    return encode_jpeg(pixels, quality=quality).numpy().tobytes()
+    return encode_jpeg(pixels, quality=shift.quality(strength)).numpy().tobytes()

@@ -6,6 +6,7 @@ balance), blur and JPEG compression, on float sRGB batches. Training's augmentat
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
@@ -46,12 +47,17 @@ def white_balance_gains(kelvin: torch.Tensor) -> torch.Tensor:
     return (gains / (gains @ torch.tensor(LUMA, dtype=gains.dtype))[..., None]).float()
 
 
+def in_linear_light(images: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`change` applied to a float sRGB batch [B, 3, H, W] in linear light, where a light's amount and
+    colour multiply, then clipped as a sensor clips."""
+    return linear_rgb_to_rgb(change(rgb_to_linear_rgb(images.clamp(0, 1))).clamp(0, 1))
+
+
 def adjust_white_balance(images: torch.Tensor, kelvin: torch.Tensor) -> torch.Tensor:
     """Each picture of a float sRGB batch [B, 3, H, W] as if lit by a black body at its `kelvin`
     [B]: the gains applied in linear light, then clipped (a white mug under blue light clips blue)."""
     gains = white_balance_gains(kelvin.cpu()).to(images.device, images.dtype)
-    linear = rgb_to_linear_rgb(images.clamp(0, 1)) * gains[:, :, None, None]
-    return linear_rgb_to_rgb(linear.clamp(0, 1))
+    return in_linear_light(images, lambda linear: linear * gains[:, :, None, None])
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ groups of near-identical burst frames, so that no frame's twin is on the other s
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -74,7 +74,7 @@ def load_data(plan: RunPlan, train_dirs: PathLike | Sequence[PathLike], val_dir:
     else:
         return train_view(train), None, train.class_names, found
     held = set(val_idx)
-    found = RunData(found.train_dirs, None, [str(train.paths[i].resolve()) for i in val_idx])
+    found = replace(found, val_files=[str(train.paths[i].resolve()) for i in val_idx])
     return (train_view(train, [i for i in range(len(train)) if i not in held]), eval_view(train, val_idx),
             train.class_names, found)
 
