@@ -33,7 +33,7 @@ def real_export(shared, tmp_path_factory):
                       "--epochs", "1", "--ensemble", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((job / "checkpoint" / "metrics.json").read_text())
-    assert metrics["num_train"] == 2000 and [f["family"] for f in metrics["families"]] == ["exposure-ens3", "lite0-frozen-bn"]
+    assert metrics["num_train"] == 2000 and [f["family"] for f in metrics["families"]] == ["shifts-resnet3", "shifts-lite0"]
     assert metrics["families"][1]["weights_sources"][0].startswith("packaged ImageNet")
     return job / "exported_model"
 

