@@ -12,8 +12,10 @@ Routes (body `{"instances": [{"bytes": {"b64": "..."}}, ...]}`, reply `{"predict
   GET  /health, GET /v1/models/{model}                                   readiness
   GET  /                                                                 a page to try a photo
 Vertex AI's variables give the defaults: the port $AIP_HTTP_PORT (else 8080), the model
-$AIP_STORAGE_URI (a gs:// folder, copied to a local folder first; else $MODEL_DIR). The model is
-loaded once; each request's instances go through `serving_default` as one batch. Bad input gets
+$AIP_STORAGE_URI (a gs:// folder, copied to a local folder first; else $MODEL_DIR). It listens at
+once and loads the model beside it (Vertex AI probes a container while it starts): until the model is
+loaded, health and predict answer 503 with the reason; a model that cannot be loaded ends the server
+with exit 2, naming the URI. Each request's instances go through `serving_default` as one batch. Bad input gets
 HTTP 400 with {"error": "..."}; like the hosted services, a body is at most 1.5 MB and a request
 holds at most --max-instances instances. It binds 127.0.0.1 unless --host says otherwise (the
 container's command says 0.0.0.0).
@@ -25,12 +27,16 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
+import time
+import traceback
 
 import uvicorn
 
 from check_deployed_model.server.app import create_app
-from mug_errors import SettingsError, command
-from serving.saved_model import SavedModelPredictor, local_model_dir
+from mug_errors import MugError, SettingsError, command
+from serving.saved_model import SavedModelPredictor
+from serving.storage import local_model_dir
 
 
 def env_port() -> int:
@@ -57,13 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     # Vertex AI's routes for a custom container, beside the server's own
     health = [os.environ["AIP_HEALTH_ROUTE"]] if os.environ.get("AIP_HEALTH_ROUTE") else []
     predict = [os.environ["AIP_PREDICT_ROUTE"]] if os.environ.get("AIP_PREDICT_ROUTE") else []
+    app = create_app(None, args.model_name, args.max_instances, health, predict)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
+    failed: list[BaseException] = []
     with tempfile.TemporaryDirectory(prefix="model-") as copy:
-        predictor = SavedModelPredictor(local_model_dir(args.model_dir, copy))
-        app = create_app(predictor, args.model_name, args.max_instances, health, predict)
+        loading = threading.Thread(target=load, args=(app, server, args.model_dir, copy, failed), daemon=True)
+        loading.start()
         route = predict[0] if predict else f"/v1/models/{args.model_name}:predict"
-        print(f"serving {args.model_dir} on http://{args.host}:{port}/ (predict: POST {route})", flush=True)
-        uvicorn.run(app, host=args.host, port=port, log_level="warning")
+        print(f"serving {args.model_dir} on http://{args.host}:{port}/ (predict: POST {route}); loading the model",
+              flush=True)
+        server.run()
+    if failed:
+        raise failed[0]
     return 0
+
+
+def load(app, server: uvicorn.Server, uri: str, into: str, failed: list) -> None:
+    """Copy (for a storage URI) and load the model, then hand it to `app`; a failure is kept in
+    `failed` and stops `server`, so that the process exits with it instead of serving 503 for ever."""
+    started = time.monotonic()
+    try:
+        app.state.predictor = SavedModelPredictor(local_model_dir(uri, into))
+    except BaseException as err:  # re-raised by main once the server has stopped
+        if not isinstance(err, MugError):  # a bug keeps its traceback in the log
+            traceback.print_exc()
+        app.state.failure = f"the model could not be loaded: {err}"
+        failed.append(err)
+        server.should_exit = True
+        return
+    print(f"model ready: {uri} loaded in {time.monotonic() - started:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -103,23 +103,3 @@ def run_loaders(model_dir: str | os.PathLike, blobs: Sequence[bytes], loaders: S
         outputs[loader] = dict(predictor.predict(blobs, batch_size), load_seconds=load_seconds)
         predictor.close()
     return outputs
-
-
-def local_model_dir(uri: str | os.PathLike, into: str | os.PathLike) -> str:
-    """A local folder holding the SavedModel at `uri`: `uri` itself when it is a local folder, else
-    (gs://..., any filesystem TensorFlow reads) a copy made with tf.io.gfile under `into`, as Vertex AI's
-    custom containers get their model ($AIP_STORAGE_URI). NotFound when no saved_model.pb is there."""
-    uri = os.fspath(uri)
-    if "://" not in uri or uri.startswith("file://"):
-        return uri.removeprefix("file://")
-    import tensorflow as tf  # deferred, as in SavedModelPredictor
-    uri = uri.rstrip("/")
-    if not tf.io.gfile.exists(f"{uri}/saved_model.pb"):
-        raise NotFound(f"{uri}: no saved_model.pb (not a SavedModel folder)")
-    local = os.path.join(os.fspath(into), "model")
-    for root, _, files in tf.io.gfile.walk(uri):
-        target = os.path.join(local, root[len(uri):].lstrip("/"))
-        os.makedirs(target, exist_ok=True)
-        for name in files:
-            tf.io.gfile.copy(f"{root}/{name}", os.path.join(target, name), overwrite=True)
-    return local

