@@ -11,6 +11,7 @@ other scheme TensorFlow reads (ram://, s3:// with tensorflow-io) is copied with 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from mug_errors import JobFailed, NotFound
@@ -30,9 +31,11 @@ def split_gs(uri: str) -> tuple[str, str]:
 def copy_gcs_folder(uri: str, local: str | os.PathLike) -> Path:
     """Copy every object under gs://BUCKET/PATH into `local`, keeping the names below PATH; NotFound
     naming `uri` when the bucket is missing or holds no saved_model.pb there."""
-    from google.api_core import exceptions  # deferred: only a gs:// model needs the client
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
+    with warnings.catch_warnings():  # api_core's notice that Python 3.11 ends in 2027-10: the image pins it
+        warnings.simplefilter("ignore", FutureWarning)
+        from google.api_core import exceptions  # deferred: only a gs:// model needs the client
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
 
     bucket, prefix = split_gs(uri)
     try:

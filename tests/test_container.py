@@ -170,3 +170,12 @@ def test_without_a_model_the_server_says_where_it_looks(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "check_deployed_model.local_server"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "AIP_HTTP_PORT='eighty'" in proc.stderr
+
+
+def test_the_start_bench_times_listening_then_ready(export, capsys):
+    """bench.server_start: the image's command from a gs:// model on the emulator, one run."""
+    from bench.server_start import main
+    assert main(["--model-dir", str(export[0]), "--python", serve_python(), "--gcs", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    listening, ready = (float(x) for x in re.search(r"listening after ([\d.]+) s, ready after ([\d.]+) s", out).groups())
+    assert 0 < listening < ready and "model gs://bench-models/mug/model" in out
