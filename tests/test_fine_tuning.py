@@ -91,7 +91,7 @@ def test_cosine_under_warmup_is_the_probes_schedule():
     assert seen == pytest.approx(expected)
     # unlike warmup-then-cosine, the cosine has already fallen when the warm-up ends
     assert seen[9] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 9 / 40)))
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ValueError, match=r"schedule \(--schedule\) must be one of warmup-then-cosine"):
         make_scheduler(optimizer, TrainConfig(schedule="linear"), 10)
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import time
 from dataclasses import asdict
 
 import pytest
@@ -202,3 +203,23 @@ def test_one_family_can_be_changed_on_the_command_line():
     assert [m.epochs for m in run.models] == [2, 2, 2]
     proc = run_main("torch_trainer.train", "--resume", "somewhere", "--family", "shifts-lite0:epochs=5")
     assert proc.returncode == 2 and "--family would be ignored" in proc.stderr
+
+
+@pytest.mark.parametrize("module, flag, said", [
+    ("torch_trainer.train", "shifts-lite0:noise=5", "family shifts-lite0: noise (--noise) must be in [0, 1] (0 = off), not 5.0"),
+    ("trainer.final_task", "shifts-lite0:jpeg=96", "family shifts-lite0: jpeg (--jpeg) must be a quality in [1, 95]"),
+    ("torch_trainer.train", "shifts-lite0:white-balance=200", "white_balance (--white-balance) must be in [0, 114) mired"),
+    ("trainer.task", "shifts-lite0:schedule=linear", "family shifts-lite0: schedule (--schedule) must be one of"),
+    ("torch_trainer.train", "shifts-lite0:snapshots=3", "snapshots (--snapshots) must be 1 with schedule cosine-under-warmup"),
+])
+def test_a_bad_setting_in_the_last_family_is_refused_before_anything_trains(data_root, tmp_path, module, flag, said):
+    """Every value of every model is checked when the plan is made (TrainConfig), not where a family
+    starts to use it: the default's first family would otherwise train for minutes first."""
+    out = tmp_path / "out"
+    where = (["--train-dir", str(data_root / "eval"), "--output-dir", str(out)] if module == "torch_trainer.train"
+             else ["--data-dir", str(data_root), "--job-dir", str(out)])
+    started = time.monotonic()
+    proc = run_main(module, *where, "--family", flag)
+    assert time.monotonic() - started < 1.0
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert not out.exists()

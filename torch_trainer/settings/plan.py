@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Callable
 
 from mug_errors import SettingsError
+from torch_trainer.classifier.capture import COOLEST_KELVIN, NEUTRAL_KELVIN
+from torch_trainer.classifier.network import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+CHANNELS_LAST = ("auto", "on", "off")
+# the light's colour: up to this many mired from 6,500 K (154 mired) stays above 0 mired's end of the
+# Planckian locus formula (25,000 K, 40 mired)
+MOST_MIRED = 1e6 / NEUTRAL_KELVIN - 1e6 / COOLEST_KELVIN
 DEFAULT_RECIPE = "resnet3-lite2-shifts"
 SCHEDULES = ("warmup-then-cosine", "cosine-under-warmup")
 # how a recipe writes a family's models, with the defaults of the default's ResNet18 family
@@ -72,6 +78,43 @@ class TrainConfig:
     resolution: int = 64               # what the network sees (resized inside the model; 128: finer logos)
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        """Every value is checked here, when a plan is made, so that a bad one in the last family stops
+        the run before anything trains or any folder is written."""
+        for name, value, ok, allowed in (
+                ("arch", self.arch, self.arch in ARCHS, f"one of {', '.join(ARCHS)}"),
+                ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
+                ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
+                ("lr", self.lr, self.lr > 0, "above 0"),
+                ("backbone_lr_scale", self.backbone_lr_scale, self.backbone_lr_scale >= 0, "at least 0"),
+                ("weight_decay", self.weight_decay, self.weight_decay >= 0, "at least 0"),
+                ("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, "at least 0"),
+                ("schedule", self.schedule, self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                ("snapshots", self.snapshots, self.snapshots >= 1, "at least 1"),
+                ("snapshots", self.snapshots, self.snapshots == 1 or self.schedule != "cosine-under-warmup",
+                 "1 with schedule cosine-under-warmup (one cycle)"),
+                ("crop_scale", self.crop_scale, 0 < self.crop_scale <= 1, "in (0, 1]"),
+                ("brightness", self.brightness, self.brightness >= 0, "at least 0"),
+                ("contrast", self.contrast, self.contrast >= 0, "at least 0"),
+                ("saturation", self.saturation, self.saturation >= 0, "at least 0"),
+                ("hue", self.hue, 0 <= self.hue <= 0.5, "in [0, 0.5]"),
+                ("exposure", self.exposure, self.exposure >= 1, "at least 1 (1 = off)"),
+                ("colour_cast", self.colour_cast, self.colour_cast >= 1, "at least 1 (1 = off)"),
+                ("white_balance", self.white_balance, 0 <= self.white_balance < MOST_MIRED,
+                 f"in [0, {MOST_MIRED:.0f}) mired (0 = off; 154 mired is 6,500 K, 40 is 25,000 K)"),
+                ("zoom_out", self.zoom_out, self.zoom_out >= 1, "at least 1 (1 = off)"),
+                ("blur", self.blur, 0 <= self.blur <= 5, "in [0, 5] px (0 = off)"),
+                ("noise", self.noise, 0 <= self.noise <= 1, "in [0, 1] (0 = off)"),
+                ("jpeg", self.jpeg, self.jpeg == 0 or 1 <= self.jpeg <= 95, "a quality in [1, 95] (0 = off)"),
+                ("amp", self.amp, self.amp in AMP_MODES, f"one of {', '.join(AMP_MODES)}"),
+                ("channels_last", self.channels_last, self.channels_last in CHANNELS_LAST,
+                 f"one of {', '.join(CHANNELS_LAST)}"),
+                ("input_size", self.input_size, self.input_size >= 8, "at least 8 px"),
+                ("resolution", self.resolution, self.resolution >= 8, "at least 8 px")):
+            if not ok:
+                raise SettingsError(f"{name} (--{name.replace('_', '-')}) must be {allowed}, not {value!r}")
 
 
 @dataclass
@@ -146,8 +189,12 @@ def family_models(settings: dict, name: str = "") -> list[TrainConfig]:
         raise SettingsError(f"{where}--ensemble must be at least 1, not {k}")
     if sizes and len(sizes) != k:
         raise SettingsError(f"{where}--member-resolutions: {len(sizes)} sizes for --ensemble {k}")
-    first = TrainConfig(**values)
-    return [replace(first, seed=first.seed + i, resolution=sizes[i] if sizes else first.resolution) for i in range(k)]
+    try:
+        first = TrainConfig(**values)
+        return [replace(first, seed=first.seed + i, resolution=sizes[i] if sizes else first.resolution)
+                for i in range(k)]
+    except SettingsError as err:
+        raise SettingsError(f"{where}{err}") from err
 
 
 def family_name(entry: str | dict) -> str:

@@ -31,8 +31,7 @@ from torchvision.transforms import v2
 # factor for the whole batch). tests/test_augment.py checks them against adjust_hue.
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from mug_errors import SettingsError
-from torch_trainer.classifier.capture import (COOLEST_KELVIN, NEUTRAL_KELVIN, adjust_white_balance, gaussian_blur,
+from torch_trainer.classifier.capture import (NEUTRAL_KELVIN, adjust_white_balance, gaussian_blur,
                                               jpeg_compress)
 from torch_trainer.classifier.photos import MugDataset
 from torch_trainer.settings.plan import TrainConfig
@@ -206,26 +205,7 @@ class BatchAugment:
     """
 
     def __init__(self, cfg: TrainConfig):
-        if not 0 < cfg.crop_scale <= 1:
-            raise SettingsError(f"--crop-scale must be in (0, 1], not {cfg.crop_scale}")
-        if cfg.exposure < 1:
-            raise SettingsError(f"--exposure must be at least 1 (1 = off), not {cfg.exposure}")
-        if cfg.colour_cast < 1:
-            raise SettingsError(f"--colour-cast must be at least 1 (1 = off), not {cfg.colour_cast}")
-        if not 0 <= cfg.hue <= 0.5:
-            raise SettingsError(f"--hue must be in [0, 0.5], not {cfg.hue}")
-        if min(cfg.brightness, cfg.contrast, cfg.saturation) < 0:
-            raise SettingsError("--brightness, --contrast and --saturation must not be negative")
-        mired = 1e6 / NEUTRAL_KELVIN
-        if not 0 <= cfg.white_balance < mired - 1e6 / COOLEST_KELVIN:
-            raise SettingsError(f"white_balance must be in [0, {mired - 1e6 / COOLEST_KELVIN:.0f}) mired (0 = off; "
-                                f"{mired:.0f} mired is 6,500 K, 40 is 25,000 K), not {cfg.white_balance}")
-        if cfg.zoom_out < 1:
-            raise SettingsError(f"zoom_out must be at least 1 (1 = off), not {cfg.zoom_out}")
-        if not 0 <= cfg.blur <= 5 or not 0 <= cfg.noise <= 1:
-            raise SettingsError(f"blur must be in [0, 5] px and noise in [0, 1] (0 = off), not {cfg.blur} and {cfg.noise}")
-        if not (cfg.jpeg == 0 or 1 <= cfg.jpeg <= 95):
-            raise SettingsError(f"jpeg must be a quality in [1, 95] (0 = off), not {cfg.jpeg}")
+        # TrainConfig checked every value when the plan was made
         self.size, self.crop_scale = cfg.input_size, cfg.crop_scale
         self.exposure, self.colour_cast = cfg.exposure, cfg.colour_cast
         self.white_balance, self.zoom_out, self.blur, self.noise, self.jpeg = \
