@@ -1,15 +1,16 @@
-"""Deploy an exported SavedModel on Vertex AI (prebuilt TensorFlow serving container), or tear it down.
+"""Deploy an exported SavedModel on Vertex AI, or tear it down.
 
     python -m check_deployed_model.deploy --project P --region europe-west1 --bucket gs://B --model-dir EXPORT [--dry-run]
     python -m check_deployed_model.deploy --project P --region europe-west1 --bucket gs://B --teardown [--dry-run]
 
 Runs gcloud (Google Cloud SDK, logged in) step by step and prints each command first; `--dry-run`
 only prints them. The container is Vertex AI's prebuilt TF 2.15 serving image (`--runtime 2.14`: the
-other one offered; both until 2027-01-14), or with `--runtime custom --image URI` the Dockerfile's
-server, built and pushed with Cloud Build first; the export's contract is checked before anything is
-uploaded. ML6 asks that the model be removed
-after grading: `--teardown` undeploys and deletes the endpoint and model and removes the upload
-(`check_deployed_model.vertex_ai` does the jobs).
+other one offered; both out of support since 2026-01-14 and available until 2027-01-14, which the
+deploy says before its first step), or with `--runtime custom --image URI` the Dockerfile's server,
+built and pushed with Cloud Build first; the export's contract is checked before anything is uploaded.
+A deploy that stopped half-way is picked up: a model or endpoint of its name is reused, saying so. ML6
+asks that the model be removed after grading: `--teardown` undeploys and deletes the endpoint and
+model and removes the upload, each that exists (`check_deployed_model.vertex_ai` does the jobs).
 """
 
 from __future__ import annotations
