@@ -199,3 +199,39 @@ def test_the_held_out_bench_scores_the_photos_a_run_held_out(trained_run, data_r
     (run / "data.json").write_text(json.dumps({"val_files": []}))
     empty = run_main("bench.held_out_shifts", "--runs", f"c/0={run}", "--output-dir", str(tmp_path / "out"))
     assert empty.returncode == 2 and "held out no photos" in empty.stderr
+
+
+def test_the_report_scores_an_ensembles_families_and_members(data_root, tmp_path):
+    """--parts: each family and each of its members scored beside the served mean, shift by shift,
+    each part's accuracy the one it has alone."""
+    from check_deployed_model.scoring.accuracy import WHOLE, parts_predictor
+    from torch_trainer.classifier.network import Ensemble, MugClassifier, class_probabilities, save_checkpoint
+    from torch_trainer.classifier.photos import MugDataset, load_images
+    torch.manual_seed(3)
+    resnets = Ensemble([MugClassifier("resnet18", 4, 64), MugClassifier("resnet18", 4, 64)])
+    small = Ensemble([MugClassifier("resnet18", 4, 32)])
+    model = Ensemble([resnets, small]).eval()
+    names = ["0white", "1black", "2blue", "3transparent"]
+    save_checkpoint(tmp_path / "model.pt", model, names, 64, families=["resnets", "small"])
+    out = tmp_path / "report"
+    proc = run_main("check_deployed_model.robustness", "--checkpoint", str(tmp_path / "model.pt"), "--data-dir",
+                    str(data_root / "eval"), "--output-dir", str(out), "--shifts", "blur=1.2", "--parts")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "robustness.json").read_text())
+    assert list(result["parts"]) == ["resnets", "resnets/member0", "resnets/member1", "small"]
+    data = MugDataset(data_root / "eval")
+    blobs = [shifted_jpeg(p.read_bytes(), SHIFTS["none"], 0, seed=i) for i, p in enumerate(data.paths)]
+    alone = parts_predictor(tmp_path / "model.pt")(blobs)
+    images = load_images(blobs, 64)
+    with torch.no_grad():
+        for name, part in (("resnets", resnets), ("resnets/member1", resnets.members[1]), ("small", small)):
+            probs = class_probabilities(part, images)
+            np.testing.assert_allclose(alone[name], probs, atol=1e-6)
+            assert result["parts"][name]["clean"] == pytest.approx(float((probs.argmax(1) == data.targets.numpy()).mean()))
+    assert result["rows"][0]["accuracy"] == pytest.approx(float((alone[WHOLE].argmax(1) == data.targets.numpy()).mean()))
+    assert set(result["parts"]["small"]["shifts"]) == {"blur"}
+    table = (out / "robustness.md").read_text()
+    assert "| part | clean | blur | mean | worst |" in table and "| resnets/member1 |" in table
+    single = run_main("check_deployed_model.robustness", "--model-dir", str(tmp_path), "--data-dir",
+                      str(data_root / "eval"), "--output-dir", str(tmp_path / "x"), "--parts")
+    assert single.returncode == 2 and "--parts needs --checkpoint" in single.stderr

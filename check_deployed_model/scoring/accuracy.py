@@ -21,7 +21,7 @@ from mug_errors import OutputExists, SettingsError
 from serving.contract import CLASSES, PROBABILITIES
 from serving.saved_model import SavedModelPredictor
 from torch_trainer.classifier.photos import MugDataset, load_images
-from torch_trainer.classifier.network import class_probabilities, load_checkpoint
+from torch_trainer.classifier.network import Ensemble, class_probabilities, load_checkpoint
 from torch_trainer.classifier.report import classification_report, contact_sheet, score_predictions
 
 
@@ -36,6 +36,7 @@ def evaluate_savedmodel(model_dir: str | os.PathLike, data_dir: str | os.PathLik
 
 
 Predict = Callable[[list[bytes]], np.ndarray]
+WHOLE = "ensemble"  # the served model's key among an ensemble's parts
 
 
 def bytes_predictor(checkpoint: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
@@ -55,7 +56,38 @@ def bytes_predictor(checkpoint: str | os.PathLike | None = None, model_dir: str 
         memory_format=torch.channels_last), batch_size)
 
 
-def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tuple[Shift, tuple[float, ...]]],
+def ensemble_parts(model: torch.nn.Module, families: list[str] | None = None) -> dict[str, torch.nn.Module]:
+    """An ensemble's parts, to be scored apart: each family (its name from `families`, else memberI)
+    and each classifier in it (FAMILY/memberJ); nothing for a single classifier."""
+    if not isinstance(model, Ensemble):
+        return {}
+    names = families if families and len(families) == len(model.members) else \
+        [f"member{i}" for i in range(len(model.members))]
+    parts = {}
+    for name, member in zip(names, model.members):
+        parts[name] = member
+        if isinstance(member, Ensemble) and len(member.members) > 1:
+            parts.update({f"{name}/member{j}": leaf for j, leaf in enumerate(member.members)})
+    return parts
+
+
+def parts_predictor(checkpoint: str | os.PathLike, batch_size: int = 64) -> Callable[[list[bytes]], dict[str, np.ndarray]]:
+    """Class probabilities of a checkpoint's ensemble (WHOLE) and of each of its families and members
+    (`ensemble_parts`) on encoded photos, decoded once for all of them."""
+    model, meta = load_checkpoint(checkpoint)
+    model = model.to(memory_format=torch.channels_last)
+    parts = {WHOLE: model, **ensemble_parts(model, meta.get("families"))}
+    if len(parts) == 1:
+        raise SettingsError(f"--parts: {checkpoint} is one classifier, not an ensemble")
+
+    def predict(blobs: list[bytes]) -> dict[str, np.ndarray]:
+        images = load_images(blobs, meta["input_size"]).contiguous(memory_format=torch.channels_last)
+        return {name: class_probabilities(part, images, batch_size) for name, part in parts.items()}
+    return predict
+
+
+def shift_report(predict: Predict | Callable[[list[bytes]], dict[str, np.ndarray]], data_dir: str | os.PathLike,
+                 shifts: list[tuple[Shift, tuple[float, ...]]],
                  output_dir: str | os.PathLike, overwrite: bool = False, sheet_per_shift: int = 6,
                  data_name: str | None = None) -> dict[str, Any]:
     """Accuracy and confusion of `predict` on the labelled photos of `data_dir` under each shift at
@@ -63,7 +95,9 @@ def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tup
     strengths, their mean and the worst shift. Writes OUT/robustness.json, robustness.md (the table),
     accuracy.png (accuracy against strength) and mistakes.png (the mistakes at each shift's strongest
     strength); OUT is built beside itself and moved into place only when complete, and an existing
-    one is replaced only with `overwrite`. `data_name` says what the photos are (default: `data_dir`)."""
+    one is replaced only with `overwrite`. `data_name` says what the photos are (default: `data_dir`).
+    A `predict` that answers {part: probabilities} (`parts_predictor`) is scored as its WHOLE, with
+    each part's accuracy beside it in every row and a summary for each part."""
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
         raise OutputExists(f"{output_dir}: already exists; pass --overwrite to replace it or pick another --output-dir")
@@ -75,10 +109,14 @@ def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tup
     conditions = [(shift, strength, strength == strengths[-1]) for shift, strengths in shifts for strength in strengths]
     for shift, strength, strongest in tqdm(conditions, desc="scoring shifts", unit="shift", leave=False):
         blobs = [shifted_jpeg(photo, shift, strength, seed=i) for i, photo in enumerate(photos)]
-        preds = predict(blobs).argmax(1)
+        answer = predict(blobs)
+        parts = dict(answer) if isinstance(answer, dict) else {}
+        preds = (parts.pop(WHOLE) if parts else answer).argmax(1)
         report = classification_report(preds, targets, data.class_names)
         rows.append({"shift": shift.name, "strength": strength, "unit": shift.unit,
-                     "accuracy": report["accuracy"], "confusion": report["confusion"]})
+                     "accuracy": report["accuracy"], "confusion": report["confusion"],
+                     **({"parts": {name: float((p.argmax(1) == targets).mean()) for name, p in parts.items()}}
+                        if parts else {})})
         if shift.name != "none" and strongest:
             for i in np.flatnonzero(preds != targets)[:sheet_per_shift]:
                 sheet.append(load_images([blobs[i]], 64)[0].permute(1, 2, 0).numpy())
@@ -86,6 +124,9 @@ def shift_report(predict: Predict, data_dir: str | os.PathLike, shifts: list[tup
                                 f"{data.class_names[preds[i]]}")
     result = {"data_dir": data_name or str(data_dir), "images": len(photos), "class_names": data.class_names,
               "summary": summarize(rows), "rows": rows}
+    if "parts" in rows[0]:
+        result["parts"] = {name: summarize([dict(r, accuracy=r["parts"][name]) for r in rows])
+                           for name in rows[0]["parts"]}
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
@@ -124,6 +165,12 @@ def format_shift_table(result: dict[str, Any]) -> str:
         lines.append(f"mean over the shifts {s['mean_over_shifts']:.3f}; worst shift {s['worst_shift']} "
                      f"{s['shifts'][s['worst_shift']]:.3f}; worst condition {s['worst']['shift']} "
                      f"{s['worst']['strength']:g} {s['worst']['accuracy']:.3f}")
+    if result.get("parts"):  # where each family and member fails: a shift's mean over its strengths
+        names = list(s["shifts"])
+        lines += ["", f"| part | clean | {' | '.join(names)} | mean | worst |", "|---|" + "---|" * (len(names) + 3)]
+        for part, p in {WHOLE: s, **result["parts"]}.items():
+            lines.append(f"| {part} | {p['clean']:.3f} | " + " | ".join(f"{p['shifts'][n]:.3f}" for n in names)
+                         + (f" | {p['mean_over_shifts']:.3f} | {p['worst_shift']} |" if names else " | | |"))
     lines += ["", "| shift | strength | accuracy | confusion (rows true, columns predicted) |", "|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['shift']} | {row['strength']:g} {row['unit']} | {row['accuracy']:.3f} | "
