@@ -62,7 +62,8 @@ def time_start(python: str, env: dict, timeout: float = 300) -> dict[str, float]
 
 
 def upload(model_dir: Path, bucket: str = "bench-models", prefix: str = "mug/model") -> str:
-    """The export uploaded to the emulator that $STORAGE_EMULATOR_HOST names; its gs:// URI."""
+    """Every file under `model_dir` as gs://BUCKET/PREFIX/RELATIVE_PATH on the Cloud Storage that
+    $STORAGE_EMULATOR_HOST names (the bucket made if missing); the folder's gs:// URI."""
     from google.cloud import storage
     client = storage.Client()
     target = client.bucket(bucket)

@@ -128,19 +128,14 @@ class DeployError(JobFailed):
     """A gcloud call failed, or what it found is not one model or endpoint of that name."""
 
 
-def gcloud(args: list[str]) -> subprocess.CompletedProcess:
-    """`gcloud ARGS`, its output captured; a DeployError when gcloud is not there."""
-    try:
-        return subprocess.run(["gcloud", *args], capture_output=True, text=True)
-    except OSError as err:
-        raise DeployError(f"cannot run gcloud ({err}): install the Google Cloud SDK and log in") from err
-
-
 def gcloud_rows(args: list[str]) -> list[list[list[str]]]:
     """What `gcloud ARGS --format=value(F1,F2,...)` prints, as rows (a resource each) of columns (a field
     each) of items (a list field's, which gcloud joins with ';'; a plain field is one item, an empty
     one none). A DeployError with gcloud's own message if it fails."""
-    proc = gcloud(args)
+    try:
+        proc = subprocess.run(["gcloud", *args], capture_output=True, text=True)
+    except OSError as err:
+        raise DeployError(f"cannot run gcloud ({err}): install the Google Cloud SDK and log in") from err
     if proc.returncode != 0:
         raise DeployError(f"gcloud {shlex.join(args)} failed: {proc.stderr.strip()[-2000:]}")
     return [[[item for item in column.split(";") if item] for column in line.split("\t")]
@@ -231,12 +226,14 @@ def deploy(project: str, region: str, bucket: str, model_dir: str, name: str = "
     check_contract(model_dir)
     log(f"{model_dir}: serving contract checked")
     today = today or date.today()
-    if runtime_dates(runtime, today):
-        log(runtime_dates(runtime, today))
-    *first, upload, create, attach = deploy_steps(project, region, bucket, model_dir, name, machine, runtime, image)
-    steps = Steps(len(first) + 3, dry_run, log)
+    notice = runtime_dates(runtime, today)
+    if notice:
+        log(notice)
+    every = deploy_steps(project, region, bucket, model_dir, name, machine, runtime, image)
+    *first, upload, create, attach = every
+    steps = Steps(len(every), dry_run, log)
     if dry_run:
-        for step in (*first, upload, create, attach):
+        for step in every:
             steps.run(step)
         return steps.done
     for step in first:

@@ -191,10 +191,11 @@ def convert_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathL
                        f"(checkpoint's training folder {image_dir!r} is not available)")
     blobs = [p.read_bytes() for p in sample_images(image_dir, size=input_size)]
     started = time.time()
-    phases = {}  # where the export's time goes (issue 54), in the report and its log
+    phases, mark = {}, [started]  # where the export's time goes (issue 54), in the report and its log
 
     def lap(name: str) -> None:
-        phases[name] = round(time.time() - started - sum(phases.values()), 1)
+        now = time.time()
+        phases[name], mark[0] = round(now - mark[0], 1), now
 
     onnx_path = Path(onnx_path) if onnx_path else checkpoint.with_suffix(".onnx")
     if onnx_path.exists():

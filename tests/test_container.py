@@ -17,6 +17,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from bench.server_start import upload
 from check_deployed_model.server.process import free_port
 from conftest import ROOT
 from draw_mug import draw_mug
@@ -67,18 +68,6 @@ def gcs(monkeypatch):
         yield storage.Client()
 
 
-def upload(client, folder, bucket: str, prefix: str) -> list[str]:
-    """Every file under `folder` as an object gs://bucket/prefix/RELATIVE_PATH; their names."""
-    target = client.bucket(bucket)
-    if not target.exists():
-        target = client.create_bucket(bucket)
-    names = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        names.append(f"{prefix}/{path.relative_to(folder).as_posix()}")
-        target.blob(names[-1]).upload_from_filename(str(path))
-    return names
-
-
 def photos() -> list[bytes]:
     blobs = []
     for label in (0, 1, 2, 3):
@@ -92,12 +81,13 @@ def test_the_dockerfile_command_serves_a_gs_model_under_vertex_variables(export,
     """Vertex AI starts the image's CMD with $AIP_STORAGE_URI a gs:// folder: the server listens at
     once, answers 503 while it copies and loads the model, then predicts as the SavedModel does."""
     model_dir, _ = export
-    names = upload(gcs, model_dir, "vertex-models", "mug/model")
+    uri = upload(model_dir, "vertex-models", "mug/model")
+    assert uri == "gs://vertex-models/mug/model"
+    names = [blob.name for blob in gcs.list_blobs("vertex-models")]
     assert "mug/model/assets.extra/export_report.json" in names  # a nested folder, as Vertex AI lists it
     command = dockerfile_command()
     port = free_port()
     health, predict = "/vertex/health", "/v1/endpoints/1/deployedModels/2:predict"
-    uri = "gs://vertex-models/mug/model"
     env = {**os.environ, "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": health, "AIP_PREDICT_ROUTE": predict,
            "AIP_STORAGE_URI": uri, "MODEL_DIR": str(tmp_path / "not-this-one")}
     python = serve_python()
@@ -146,7 +136,7 @@ def test_the_dockerfile_command_serves_a_gs_model_under_vertex_variables(export,
 
 def test_a_missing_bucket_or_model_on_gs_ends_the_server_naming_the_uri(export, gcs):
     model_dir, _ = export
-    upload(gcs, model_dir / "assets.extra", "vertex-models", "half/model/assets.extra")  # no saved_model.pb
+    upload(model_dir / "assets.extra", "vertex-models", "half/model/assets.extra")  # no saved_model.pb
     python = serve_python()
     for uri, said in (("gs://no-such-bucket/mug/model", "gs://no-such-bucket/mug/model: not found"),
                       ("gs://vertex-models/half/model", "gs://vertex-models/half/model: no saved_model.pb"),
