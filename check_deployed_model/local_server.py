@@ -15,7 +15,7 @@ Vertex AI's variables give the defaults: the port $AIP_HTTP_PORT (else 8080), th
 $AIP_STORAGE_URI (a gs:// folder, copied to a local folder first; else $MODEL_DIR). It listens at
 once and loads the model beside it (Vertex AI probes a container while it starts): until the model is
 loaded, health and predict answer 503 with the reason; a model that cannot be loaded ends the server
-with exit 2, naming the URI. Each request's instances go through `serving_default` as one batch. Bad input gets
+with exit 2, naming the URI. SIGTERM ends it (exit 0) once its requests are answered, the copy removed. Each request's instances go through `serving_default` as one batch. Bad input gets
 HTTP 400 with {"error": "..."}; like the hosted services, a body is at most 1.5 MB and a request
 holds at most --max-instances instances. It binds 127.0.0.1 unless --host says otherwise (the
 container's command says 0.0.0.0).
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(None, args.model_name, args.max_instances, health, predict)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
     failed: list[BaseException] = []
-    with tempfile.TemporaryDirectory(prefix="model-") as copy:
+    # uvicorn ends on SIGTERM (how Vertex AI and docker stop a container) and then raises the signal again:
+    # under Python's default action the process would die there, leaving the model's copy on disk
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    with tempfile.TemporaryDirectory(prefix="model-", ignore_cleanup_errors=True) as copy:
         loading = threading.Thread(target=load, args=(app, server, args.model_dir, copy, failed), daemon=True)
         loading.start()
         route = predict[0] if predict else f"/v1/models/{args.model_name}:predict"

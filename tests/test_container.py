@@ -88,8 +88,10 @@ def test_the_dockerfile_command_serves_a_gs_model_under_vertex_variables(export,
     command = dockerfile_command()
     port = free_port()
     health, predict = "/vertex/health", "/v1/endpoints/1/deployedModels/2:predict"
+    scratch = tmp_path / "tmp"  # where the server copies the model
+    scratch.mkdir()
     env = {**os.environ, "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": health, "AIP_PREDICT_ROUTE": predict,
-           "AIP_STORAGE_URI": uri, "MODEL_DIR": str(tmp_path / "not-this-one")}
+           "AIP_STORAGE_URI": uri, "MODEL_DIR": str(tmp_path / "not-this-one"), "TMPDIR": str(scratch)}
     python = serve_python()
     log = tmp_path / "server.log"
     with log.open("w") as out:
@@ -124,10 +126,13 @@ def test_the_dockerfile_command_serves_a_gs_model_under_vertex_variables(export,
         assert status == 400 and "b64" in reply["error"]
         status, reply = call(base + predict, request)  # a bad request leaves it serving
         assert status == 200 and len(reply["predictions"]) == 4
+        assert len(list(scratch.glob("model-*"))) == 1  # the model's copy, while it serves
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     output = log.read_text()
+    # stopped as Vertex AI stops a container: a clean exit that leaves no copy of the model behind
+    assert proc.returncode == 0 and list(scratch.glob("model-*")) == [], (proc.returncode, output[-2000:])
     assert f"serving {uri}" in output and f"POST {predict}" in output and f"model ready: {uri}" in output
     if python != sys.executable:  # the serving-only Python has no torch to import: prove it
         probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
