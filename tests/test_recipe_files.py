@@ -20,7 +20,7 @@ PINNED_RESNET = dict(
     arch="resnet18", weights="none", epochs=15, batch_size=64, lr=2e-3, backbone_lr_scale=0.1, weight_decay=0.05,
     warmup_epochs=1.0, schedule="warmup-then-cosine", label_smoothing=0.1, snapshots=1, freeze_bn=False, teacher="",
     crop_scale=0.35, brightness=0.5, contrast=0.5, saturation=0.3, hue=0.02, exposure=2.0, colour_cast=1.0,
-    white_balance=0.0, zoom_out=1.0, blur=0.0, noise=0.0, jpeg=0, amp="auto", channels_last="auto", input_size=64, resolution=64, seed=0, device="auto")
+    white_balance=0.0, zoom_out=1.0, zoom_surround="edge", blur=0.0, noise=0.0, jpeg=0, amp="auto", channels_last="auto", input_size=64, resolution=64, seed=0, device="auto")
 # A Lite0 as issue 32's probe trained it (4-epoch Lite0s: 3 ResNet18s + 2 of them 0.988 on the withheld
 # scene); channels-last is speed only (1.60x a float32 step on AVX2).
 PINNED_LITE0 = dict(PINNED_RESNET, arch="efficientnet_lite0", weights="imagenet", resolution=128, lr=1e-3,
@@ -70,16 +70,23 @@ def test_every_recipe_file_loads_and_says_what_it_tests():
     assert all(load_recipe(n).families != default.families for n in names if n != DEFAULT_RECIPE)
 
 
-def test_the_recipes_alive_are_the_defaults_their_families_and_this_rounds_candidate():
-    """Issue 52: the default, the defaults before it, their families and the round's new candidate; the
+def test_the_recipes_alive_are_the_defaults_their_families_and_this_rounds_candidates():
+    """Issue 52: the default, the defaults before it, their families and the round's new candidates; the
     candidates of rounds 1-4 that no withheld figure supports are in docs/recipe-experiments.md."""
     assert list_recipes() == ["exposure-ens3", "lite0-ens2", "lite0-frozen-bn", "resnet3-lite2",
-                              "resnet3-lite2-frozen-bn", "resnet3-lite2-shifts", "shifts-lite0", "shifts-resnet3",
-                              "shifts-wide"]
+                              "resnet3-lite2-frozen-bn", "resnet3-lite2-shifts", "shifts-lean", "shifts-lite0",
+                              "shifts-resnet3", "shifts-surround", "shifts-wide"]
     # issue 52's candidate: the default's two families, their shifts widened alike
     wide = dict(exposure=2.8, contrast=0.7, zoom_out=2.0)
     assert [f.models for f in load_recipe("shifts-wide").families] == [
         models({**PINNED_RESNET, **SHIFTS, **wide}, [0, 1, 2]), models({**PINNED_FROZEN_BN, **SHIFTS, **wide}, [0, 1])]
+    # and one change to the default: another surround around a zoomed-out picture
+    varied = dict(zoom_surround="varied")
+    assert [f.models for f in load_recipe("shifts-surround").families] == [
+        models({**PINNED_RESNET, **SHIFTS, **varied}, [0, 1, 2]), models({**PINNED_FROZEN_BN, **SHIFTS, **varied}, [0, 1])]
+    # issue 54's: the default with less training (fewer members, fewer ResNet18 epochs), each model otherwise its own
+    assert [f.models for f in load_recipe("shifts-lean").families] == [
+        models({**PINNED_RESNET, **SHIFTS, "epochs": 12}, [0, 1]), models({**PINNED_FROZEN_BN, **SHIFTS}, [0])]
     for retired in ("lite0-lpft", "lite0-wise-ft", "lite1", "snapshot3", "whole-mug", "colour-cast", "mixed-res",
                     "whole-mug-lite2", "colour-cast-lite2", "distill-lite0", "distill-resnet18"):
         assert retired not in list_recipes()

@@ -14,7 +14,7 @@ from check_deployed_model.scoring.shifts import SHIFTS, parse_shifts, shifted_jp
 from conftest import run_main, write_dataset
 from mug_errors import SettingsError
 from torch_trainer.classifier.capture import adjust_white_balance, white_balance_gains
-from torch_trainer.training.augment import BatchAugment
+from torch_trainer.training.augment import EDGE, FLAT, MIRROR, BatchAugment
 from torch_trainer.settings.plan import TrainConfig
 
 CAPTURE = dict(white_balance=100, zoom_out=1.6, blur=1.5, noise=0.08, jpeg=10)
@@ -78,9 +78,38 @@ def test_capture_shifts_change_the_pictures_they_are_drawn_for():
     assert pictured[0, :, 32, 32].max() < 0.05  # the dark square, now smaller, is still in the middle
     batch = augment(torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8))
     assert batch.shape == (16, 3, 64, 64) and batch.min() >= 0 and batch.max() <= 1
+    assert "surround" not in params  # the edge colour, drawing nothing more
+
+
+def test_a_varied_surround_puts_the_edge_a_mirror_or_a_flat_colour_around_a_zoomed_out_picture():
+    torch.manual_seed(0)
+    augment = BatchAugment(TrainConfig(zoom_out=2.0, zoom_surround="varied", **OFF))
+    params = augment.params(600, 64, 64)
+    kinds, (_, _, h, w) = params["surround"], params["boxes"].T
+    assert (kinds[(h < 64) | (w < 64)] == EDGE).all()  # a crop inside the photo has nothing around it
+    zoomed = h > 64
+    assert all(0.25 < (kinds[zoomed] == k).float().mean() < 0.42 for k in (EDGE, MIRROR, FLAT))
+    # a photo dark on the left with a grey edge column, light on the right, shrunk to half its size in the middle
+    photo = torch.full((1, 3, 64, 64), 200, dtype=torch.uint8)
+    photo[..., :32], photo[..., :4] = 20, 100
+    one = {"boxes": torch.tensor([[-32, -32, 128, 128]] * 3), "flip": torch.zeros(3, dtype=torch.bool),
+           "order": torch.arange(4).repeat(3, 1), "factors": torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 3),
+           "cast": torch.ones(3, 3), "exposure": torch.ones(3), "surround": torch.tensor([EDGE, MIRROR, FLAT]),
+           "fill": torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.1, 0.5, 0.9]])}
+    edge, mirror, flat = augment.apply(photo.repeat(3, 1, 1, 1), one) * 255
+    middle = (slice(None), slice(24, 40))
+    for out in (edge, mirror, flat):  # the photo itself, smaller
+        assert (out[(*middle, slice(20, 30))] - 20).abs().max() < 1 and (out[(*middle, slice(34, 44))] - 200).abs().max() < 1
+    # left of it: the edge column's grey continues, or the photo is seen again mirrored (its dark side)
+    assert (edge[..., 2:14] - 100).abs().max() < 1 and (mirror[..., 2:14] - 20).abs().max() < 1
+    assert (mirror[..., 50:62] - 200).abs().max() < 1
+    # the flat colour all round, whatever the photo's edge
+    for corner in (flat[:, :12, :12], flat[:, :12, 52:], flat[:, 52:, :12], flat[:, 52:, 52:]):
+        assert torch.allclose(corner.mean((1, 2)), torch.tensor([0.1, 0.5, 0.9]) * 255, atol=0.01)
 
 
 @pytest.mark.parametrize("setting, value", [("white_balance", 120), ("white_balance", -1), ("zoom_out", 0.9),
+                                            ("zoom_surround", "blurred"),
                                             ("blur", 6.0), ("noise", 1.5), ("jpeg", 96)])
 def test_a_capture_setting_out_of_range_is_refused(setting, value):
     with pytest.raises(SettingsError, match=setting):
@@ -103,6 +132,13 @@ def test_each_shift_changes_the_photo_as_named(tmp_path):
     small = decode(shifted_jpeg(photo, SHIFTS["zoom-out"], 2.0))
     assert np.abs(small[:12] - 128).max() <= 3 and np.abs(small[28:36, 28:36] - 200).max() <= 4
     assert np.abs(decode(shifted_jpeg(photo, SHIFTS["zoom-in"], 1.5))[32, 32] - 200).max() <= 4
+    # other surrounds: the photo mirrored (grey then its light square again at the border), a flat colour
+    mirror = decode(shifted_jpeg(photo, SHIFTS["zoom-out-mirror"], 2.0))
+    assert np.abs(mirror[28:36, 28:36] - 200).max() <= 4 and np.abs(mirror[:2, 28:36] - 200).max() <= 6
+    assert np.abs(mirror[8:12, 28:36] - 128).max() <= 4
+    flats = [decode(shifted_jpeg(photo, SHIFTS["zoom-out-flat"], 2.0, seed=s)) for s in (0, 1)]
+    assert np.abs(flats[0][28:36, 28:36] - 200).max() <= 4
+    assert flats[0][:8].std((0, 1)).max() < 2 and np.abs(flats[0][:8].mean((0, 1)) - flats[1][:8].mean((0, 1))).max() > 10
     noisy = [decode(shifted_jpeg(photo, SHIFTS["noise"], 24, seed=s)) for s in (0, 0, 1)]
     assert np.array_equal(noisy[0], noisy[1]) and not np.array_equal(noisy[0], noisy[2])
     assert len(shifted_jpeg(photo, SHIFTS["jpeg"], 10)) < len(shifted_jpeg(photo, SHIFTS["none"], 0))

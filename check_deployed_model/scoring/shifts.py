@@ -87,13 +87,32 @@ def zoom_in(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor
     return TF.resize(crop, [h, w], antialias=True).clamp(0, 1)
 
 
-def zoom_out(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
-    """Farther: the picture shrunk by `factor`, centred, the edge colour around it."""
+def shrunk(picture: torch.Tensor, factor: float) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The picture shrunk by `factor`, and the padding (left, right, top, bottom) that centres it at its size."""
     _, h, w = picture.shape
     small = TF.resize(picture, [max(1, round(h / factor)), max(1, round(w / factor))], antialias=True)
     top, left = (h - small.shape[1]) // 2, (w - small.shape[2]) // 2
-    pad = (left, w - small.shape[2] - left, top, h - small.shape[1] - top)
+    return small, (left, w - small.shape[2] - left, top, h - small.shape[1] - top)
+
+
+def zoom_out(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Farther: the picture shrunk by `factor`, centred, the edge colour around it (what zoom_out trains on)."""
+    small, pad = shrunk(picture, factor)
     return F.pad(small[None], pad, mode="replicate")[0].clamp(0, 1)
+
+
+def zoom_out_mirror(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Farther, more of the scene around: the picture shrunk by `factor`, centred, mirrored at its edges."""
+    small, pad = shrunk(picture, factor)
+    return F.pad(small[None], pad, mode="reflect")[0].clamp(0, 1)
+
+
+def zoom_out_flat(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Farther, against another background: the picture shrunk by `factor`, centred, on a flat colour
+    (uniform in RGB, the same for the same `seed`)."""
+    small, pad = shrunk(picture, factor)
+    colour = torch.rand(3, 1, 1, generator=torch.Generator().manual_seed(seed))
+    return (F.pad(small - colour, pad) + colour).clamp(0, 1)
 
 
 def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Tensor:
@@ -114,6 +133,9 @@ SHIFTS = {s.name: s for s in (
     Shift("tilt", tilt, (8, 15, 25), "degrees", -90, 90),
     Shift("zoom-in", zoom_in, (1.2, 1.5), "factor", 1, 8),
     Shift("zoom-out", zoom_out, (1.25, 1.6, 2.0), "factor", 1, 8),
+    # the surrounds the edge colour is not (issue 52): round 5's zoom out had another
+    Shift("zoom-out-mirror", zoom_out_mirror, (1.25, 1.6, 2.0), "factor", 1, 2.9),
+    Shift("zoom-out-flat", zoom_out_flat, (1.25, 1.6, 2.0), "factor", 1, 8),
     Shift("larger-photo", photo_size, (128, 256), "px", 16, 4096),
 )}
 
@@ -145,7 +167,7 @@ def check_strengths(shift: Shift, strengths: Sequence[float]) -> None:
 
 
 def shifted_jpeg(photo: bytes, shift: Shift, strength: float, seed: int = 0) -> bytes:
-    """The photo (encoded bytes) under `shift` at `strength`, as JPEG bytes; `seed` fixes noise."""
+    """The photo (encoded bytes) under `shift` at `strength`, as JPEG bytes; `seed` fixes noise and a flat surround."""
     with Image.open(io.BytesIO(photo)) as image:
         picture = TF.to_dtype(TF.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
     changed = shift.apply(picture, strength, seed)

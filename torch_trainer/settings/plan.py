@@ -23,6 +23,7 @@ from torch_trainer.classifier.network import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
+SURROUNDS = ("edge", "varied")  # what surrounds a zoomed-out picture (zoom_surround)
 # the light's colour: up to this many mired from 6,500 K (154 mired) stays above 0 mired's end of the
 # Planckian locus formula (25,000 K, 40 mired)
 MOST_MIRED = 1e6 / NEUTRAL_KELVIN - 1e6 / COOLEST_KELVIN
@@ -69,6 +70,8 @@ class TrainConfig:
     # capture shifts (issue 46), each off at its default: what another camera, light or distance does
     white_balance: float = 0.0         # the light's colour: a black body within +-W mired of 6500 K; 0 = off
     zoom_out: float = 1.0              # half the pictures shrunk by up to Z, the edge colour around; 1 = off
+    zoom_surround: str = "edge"        # around a zoomed-out picture: edge (its edge colour) | varied (a third
+                                       # each: the edge colour, the picture mirrored, a flat colour)
     blur: float = 0.0                  # half the pictures blurred, Gaussian sigma up to B px; 0 = off
     noise: float = 0.0                 # half the pictures with sensor noise, std up to N (of 1); 0 = off
     jpeg: int = 0                      # half the pictures JPEG-compressed at a quality Q..95; 0 = off
@@ -105,6 +108,8 @@ class TrainConfig:
                 ("white_balance", self.white_balance, 0 <= self.white_balance < MOST_MIRED,
                  f"in [0, {MOST_MIRED:.0f}) mired (0 = off; 154 mired is 6,500 K, 40 is 25,000 K)"),
                 ("zoom_out", self.zoom_out, self.zoom_out >= 1, "at least 1 (1 = off)"),
+                ("zoom_surround", self.zoom_surround, self.zoom_surround in SURROUNDS,
+                 f"one of {', '.join(SURROUNDS)}"),
                 ("blur", self.blur, 0 <= self.blur <= 5, "in [0, 5] px (0 = off)"),
                 ("noise", self.noise, 0 <= self.noise <= 1, "in [0, 1] (0 = off)"),
                 ("jpeg", self.jpeg, self.jpeg == 0 or 1 <= self.jpeg <= 95, "a quality in [1, 95] (0 = off)"),
@@ -229,7 +234,9 @@ def family_summary(family: Family) -> str:
 def capture_summary(model: TrainConfig) -> str:
     """The capture shifts a model trains under, in words ("" when none)."""
     parts = [f"white balance +-{model.white_balance:g} mired" if model.white_balance else "",
-             f"zoom out to 1/{model.zoom_out:g}" if model.zoom_out > 1 else "",
+             (f"zoom out to 1/{model.zoom_out:g}" + (f" ({model.zoom_surround} surround)"
+                                                     if model.zoom_surround != "edge" else ""))
+             if model.zoom_out > 1 else "",
              f"blur sigma <= {model.blur:g} px" if model.blur else "",
              f"noise std <= {model.noise:g}" if model.noise else "",
              f"JPEG quality >= {model.jpeg}" if model.jpeg else ""]

@@ -4,8 +4,8 @@ data set.
 What changes from one shot to the next (framing, exposure, contrast, colour saturation) is
 varied; what names the class (the mug's hue) is kept nearly so. Recipes may add what another camera,
 light or distance changes (issue 46): the light's colour as a black body's (`white_balance`), the mug
-smaller with the picture's edge colour around (`zoom_out`), blur, sensor noise and JPEG compression;
-`check_deployed_model.scoring.shifts` applies the same changes
+smaller with the picture's edge colour or another surround around it (`zoom_out`, `zoom_surround`), blur,
+sensor noise and JPEG compression; `check_deployed_model.scoring.shifts` applies the same changes
 (`torch_trainer.classifier.capture`) at fixed strengths to score a model.
 
 The augmentation draws the same random parameters as torchvision's `RandomResizedCrop`,
@@ -41,6 +41,7 @@ RATIO = (3 / 4, 4 / 3)         # RandomResizedCrop's aspect ratio range
 # the share of pictures given each of zoom out, blur, noise and JPEG: the rest stay as shot, so the
 # model keeps seeing clean photos, which most requests are
 SHIFTED = 0.5
+EDGE, MIRROR, FLAT = 0, 1, 2  # what surrounds a zoomed-out picture (resized_crop's `surround`)
 
 
 class TransformedSubset(Dataset):
@@ -117,13 +118,16 @@ def _axis(start: torch.Tensor, length: torch.Tensor, size_in: int, size_out: int
     return src * (2 / max(size_in - 1, 1)) - 1
 
 
-def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None) -> torch.Tensor:
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None,
+                 surround: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> torch.Tensor:
     """Crop each picture of a float batch [B, C, H, W] to its box [top, left, h, w] and resize
     it bilinearly to `size`x`size` (mirrored where `flip`), in one `grid_sample`.
 
     Equal to `v2.functional.resized_crop` (then `horizontal_flip`) picture by picture wherever
     the crop is enlarged, as a crop of a `size`-pixel photo always is; antialiasing only acts
-    when shrinking.
+    when shrinking. Where a box reaches past the picture (zoomed out), the edge pixels fill it, or
+    per picture as `surround` [B] says: EDGE, MIRROR (the picture reflected at its edges) or FLAT
+    (its colour `fill` [B, C]).
     """
     _, _, height, width = images.shape
     boxes = boxes.to(images.device)
@@ -132,7 +136,20 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: tor
     if flip is not None:
         xs = torch.where(flip.to(images.device)[:, None], xs.flip(1), xs)
     grid = torch.stack([xs[:, None, :].expand(-1, size, -1), ys[:, :, None].expand(-1, -1, size)], -1)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    if surround is None:
+        return out
+    surround = surround.to(images.device)
+    if (chosen := (surround == MIRROR).nonzero()[:, 0]).numel():
+        out[chosen] = F.grid_sample(images[chosen], grid[chosen], mode="bilinear", padding_mode="reflection",
+                                    align_corners=True)
+    if (chosen := (surround == FLAT).nonzero()[:, 0]).numel():
+        # zero padding around the picture minus its fill colour, then the colour added back: the fill outside,
+        # the picture inside, blended over the one pixel between, as a lens blends an edge
+        colour = fill.to(images)[chosen, :, None, None]
+        out[chosen] = F.grid_sample(images[chosen] - colour, grid[chosen], mode="bilinear", padding_mode="zeros",
+                                    align_corners=True) + colour
+    return out
 
 
 def _gray(images: torch.Tensor) -> torch.Tensor:
@@ -196,8 +213,9 @@ class BatchAugment:
     kept) and the exposure (`exposure` > 1: a factor log-uniform in [1/exposure, exposure]),
     each clipped. The capture shifts, each off by default, follow a photo's path: `zoom_out`
     (a random half of the crops replaced by the whole picture shrunk by a factor log-uniform in
-    [1, zoom_out] at a random place, the edge pixels around), the light's colour before the
-    exposure (`white_balance` W: a black body uniform in [-W, W] mired around 6,500 K), then
+    [1, zoom_out] at a random place, the edge pixels around; with `zoom_surround` "varied" a third
+    each get the edge pixels, the picture mirrored at its edges, or a flat colour uniform in RGB),
+    the light's colour before the exposure (`white_balance` W: a black body uniform in [-W, W] mired around 6,500 K), then
     `blur` (sigma uniform in [0.1, blur] px), `noise` (Gaussian, std uniform in [0, noise]) and
     `jpeg` (quality uniform in [jpeg, 95]), each on a random half. Returns float pictures in
     [0, 1]. Random numbers come from torch's global generator, which a resumed run restores;
@@ -210,6 +228,7 @@ class BatchAugment:
         self.exposure, self.colour_cast = cfg.exposure, cfg.colour_cast
         self.white_balance, self.zoom_out, self.blur, self.noise, self.jpeg = \
             cfg.white_balance, cfg.zoom_out, cfg.blur, cfg.noise, cfg.jpeg
+        self.zoom_surround = cfg.zoom_surround
         # ColorJitter's ranges; a zero strength leaves its step out, as ColorJitter does
         self.ranges = [(max(0.0, 1 - s), 1 + s) if s else None for s in (cfg.brightness, cfg.contrast, cfg.saturation)]
         self.ranges.append((-cfg.hue, cfg.hue) if cfg.hue else None)
@@ -231,7 +250,11 @@ class BatchAugment:
             h, w = (height * shrink).round().long(), (width * shrink).round().long()
             top, left = -(torch.rand(n) * (h - height + 1)).long(), -(torch.rand(n) * (w - width + 1)).long()
             zoomed = torch.stack([top, left, h, w], 1)
-            params["boxes"] = torch.where((torch.rand(n) < SHIFTED)[:, None], zoomed, params["boxes"])
+            chosen = torch.rand(n) < SHIFTED
+            params["boxes"] = torch.where(chosen[:, None], zoomed, params["boxes"])
+            if self.zoom_surround == "varied":  # drawn after the boxes: "edge" draws as before it existed
+                params["surround"] = torch.where(chosen, torch.randint(0, 3, (n,)), EDGE)
+                params["fill"] = torch.rand(n, 3)
         if self.white_balance:
             mired = 1e6 / NEUTRAL_KELVIN + self.white_balance * (2 * torch.rand(n) - 1)
             params["kelvin"] = 1e6 / mired
@@ -246,7 +269,8 @@ class BatchAugment:
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Augment a uint8 batch with the given draws (`params`); float [0, 1] out."""
-        x = resized_crop(images.float() / 255, params["boxes"], self.size, params["flip"])
+        x = resized_crop(images.float() / 255, params["boxes"], self.size, params["flip"], params.get("surround"),
+                         params.get("fill"))
         order, factors = params["order"].to(x.device), params["factors"].to(x.device)
         for position in range(4):
             for k, jitter in enumerate(JITTERS):
