@@ -15,7 +15,8 @@ Vertex AI's variables give the defaults: the port $AIP_HTTP_PORT (else 8080), th
 $AIP_STORAGE_URI (a gs:// folder, copied to a local folder first; else $MODEL_DIR). It listens at
 once and loads the model beside it (Vertex AI probes a container while it starts): until the model is
 loaded, health and predict answer 503 with the reason; a model that cannot be loaded ends the server
-with exit 2, naming the URI. SIGTERM ends it (exit 0) once its requests are answered, the copy removed. Each request's instances go through `serving_default` as one batch. Bad input gets
+with exit 2, naming the URI. SIGTERM ends it (exit 0) once its requests are answered, the copy removed.
+Each request's instances go through `serving_default` as one batch. Bad input gets
 HTTP 400 with {"error": "..."}; like the hosted services, a body is at most 1.5 MB and a request
 holds at most --max-instances instances. It binds 127.0.0.1 unless --host says otherwise (the
 container's command says 0.0.0.0).
