@@ -48,11 +48,13 @@ def held_out_folder(run: Path, into: Path) -> Path:
 def main_table(results: dict[str, dict]) -> str:
     """Run by run, then each recipe's mean over its seeds, then the second recipe minus the first."""
     shifts = list(next(iter(results.values()))["summary"]["shifts"])
-    head = f"{'run':18s} {'clean':>6s} " + " ".join(f"{s[:8]:>8s}" for s in shifts) + f" {'mean':>6s}  worst"
+    widths = [max(8, len(s)) for s in shifts]  # whole names: "zoom-out-flat" is not "zoom-out"
+    head = f"{'run':18s} {'clean':>6s} " + " ".join(f"{s:>{w}s}" for s, w in zip(shifts, widths)) + f" {'mean':>6s}  worst"
     lines = [head]
 
     def line(label: str, clean: float, means: list[float], mean: float, worst: str) -> str:
-        return f"{label:18s} {clean:6.3f} " + " ".join(f"{m:8.3f}" for m in means) + f" {mean:6.3f}  {worst}"
+        return (f"{label:18s} {clean:6.3f} " + " ".join(f"{m:{w}.3f}" for m, w in zip(means, widths))
+                + f" {mean:6.3f}  {worst}")
 
     groups: dict[str, list[str]] = {}
     for label, result in results.items():

@@ -223,9 +223,12 @@ def test_the_held_out_bench_scores_the_photos_a_run_held_out(trained_run, data_r
     held_out = sorted(str(p) for p in (data_root / "eval").rglob("*.jpg"))[::2]
     (run / "data.json").write_text(json.dumps({"val_files": held_out}))
     (run / "model.pt").symlink_to(trained_run / "model.pt")
-    args = ["--runs", f"a/0={run}", f"b/0={run}", "--output-dir", str(tmp_path / "out"), "--shifts", "tilt=10"]
+    args = ["--runs", f"a/0={run}", f"b/0={run}", "--output-dir", str(tmp_path / "out"), "--shifts", "tilt=10",
+            "zoom-out-flat=2"]
     first = run_main("bench.held_out_shifts", *args)
     assert first.returncode == 0, first.stderr
+    head = next(line for line in first.stdout.splitlines() if line.startswith("run "))
+    assert head.split() == ["run", "clean", "tilt", "zoom-out-flat", "mean", "worst"]  # whole names
     report = json.loads((tmp_path / "out" / "a-0" / "robustness.json").read_text())
     assert report["images"] == len(held_out) and report["data_dir"] == f"{run} (held out)"
     assert "b - a, seed by seed" in first.stdout and "a (mean of 1)" in first.stdout
