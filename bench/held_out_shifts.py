@@ -49,7 +49,8 @@ def main_table(results: dict[str, dict]) -> str:
     """Run by run, then each recipe's mean over its seeds, then the second recipe minus the first."""
     shifts = list(next(iter(results.values()))["summary"]["shifts"])
     widths = [max(8, len(s)) for s in shifts]  # whole names: "zoom-out-flat" is not "zoom-out"
-    head = f"{'run':18s} {'clean':>6s} " + " ".join(f"{s:>{w}s}" for s, w in zip(shifts, widths)) + f" {'mean':>6s}  worst"
+    head = (f"{'run':18s} {'clean':>6s} " + " ".join(f"{s:>{w}s}" for s, w in zip(shifts, widths))
+            + f" {'mean':>6s}  worst")
     lines = [head]
 
     def line(label: str, clean: float, means: list[float], mean: float, worst: str) -> str:

@@ -20,9 +20,9 @@ import os
 import shutil
 import tempfile
 import time
-from functools import partial
 import warnings
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 

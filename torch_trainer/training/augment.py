@@ -136,18 +136,17 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: tor
     if flip is not None:
         xs = torch.where(flip.to(images.device)[:, None], xs.flip(1), xs)
     grid = torch.stack([xs[:, None, :].expand(-1, size, -1), ys[:, :, None].expand(-1, -1, size)], -1)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     if surround is None:
-        return out
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     surround = surround.to(images.device)
-    if (chosen := (surround == MIRROR).nonzero()[:, 0]).numel():
-        out[chosen] = F.grid_sample(images[chosen], grid[chosen], mode="bilinear", padding_mode="reflection",
-                                    align_corners=True)
-    if (chosen := (surround == FLAT).nonzero()[:, 0]).numel():
-        # zero padding around the picture minus its fill colour, then the colour added back: the fill outside,
-        # the picture inside, blended over the one pixel between, as a lens blends an edge
-        colour = fill.to(images)[chosen, :, None, None]
-        out[chosen] = F.grid_sample(images[chosen] - colour, grid[chosen], mode="bilinear", padding_mode="zeros",
+    out = images.new_empty(len(images), images.shape[1], size, size)
+    for kind, padding in ((EDGE, "border"), (MIRROR, "reflection"), (FLAT, "zeros")):
+        if not (chosen := (surround == kind).nonzero()[:, 0]).numel():
+            continue
+        # FLAT: zero padding around the picture minus its fill colour, then the colour added back: the fill
+        # outside, the picture inside, blended over the one pixel between, as a lens blends an edge
+        colour = fill.to(images)[chosen, :, None, None] if kind == FLAT else 0
+        out[chosen] = F.grid_sample(images[chosen] - colour, grid[chosen], mode="bilinear", padding_mode=padding,
                                     align_corners=True) + colour
     return out
 
