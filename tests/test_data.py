@@ -94,6 +94,21 @@ def test_near_duplicates_share_a_group_and_a_side():
     assert set(targets[val].tolist()) == {0, 1, 2, 3}
 
 
+def test_a_shoot_split_keeps_most_of_every_shoot_in_training():
+    # one class, two shoots: one a single 50-frame burst (as a shoot of ML6's blue), one of ten 5-frame bursts
+    groups = np.array([0] * 50 + [g for g in range(1, 11) for _ in range(5)])
+    shoots = np.array([0] * 50 + [1] * 50)
+    targets = torch.zeros(100, dtype=torch.long)
+    by_class = [group_split(targets, groups, 0.2, seed)[1] for seed in range(20)]
+    assert any(set(range(50)) <= set(val) for val in by_class)  # drawn per class, a whole shoot can go
+    for seed in range(20):
+        train, val = group_split(targets, groups, 0.2, seed, shoots)
+        assert sorted(train + val) == list(range(100)) and not set(groups[train]) & set(groups[val])
+        assert not set(val) & set(range(50))  # the one-burst shoot stays in training
+        assert 10 <= len(val) <= 20  # a fifth of the other shoot, never over twice that
+    assert len({tuple(group_split(targets, groups, 0.2, seed, shoots)[1]) for seed in range(20)}) > 1
+
+
 def test_corrupt_image_stops_training_cleanly(tmp_path):
     write_dataset(tmp_path / "train", 3)
     (tmp_path / "train" / "1black" / "2.jpg").write_bytes(b"\xff\xd8 truncated jpeg")

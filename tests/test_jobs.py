@@ -74,7 +74,8 @@ def test_train_job_returns_its_metrics_and_never_overwrites(data_root, tmp_path)
     assert run.record() == asked == json.loads((tmp_path / "run" / "config.json").read_text()) == metrics["run"]
     found = json.loads((tmp_path / "run" / "data.json").read_text())
     assert found == metrics["data"] == {"train_dirs": [str((data_root / "train").resolve())],
-                                        "val_dir": str((data_root / "eval").resolve()), "val_files": []}
+                                        "val_dir": str((data_root / "eval").resolve()), "val_files": [],
+                                        "held_out_by": None}
     before = (tmp_path / "run" / "model.pt").read_bytes()
     with pytest.raises(OutputExists, match="--overwrite"):
         jobs.train(run, tmp_path / "run", data_root / "train")
@@ -93,6 +94,13 @@ def test_load_data_holds_out_whole_groups_without_a_validation_folder(data_root)
     # what was found holds out the same photos again, whatever hold_out says
     again = load_data(run, data_root / "train", val_files=found.val_files, log=lambda *a: None)
     assert again[1].indices == val.indices and again[3] == found
+    assert found.held_out_by == "bursts"
+    logged = []
+    train, val, _, found = load_data(run, data_root / "train", hold_out=0.25, held_out_by="shoots", log=logged.append)
+    assert len(train) + len(val) == 96 and val.indices and found.held_out_by == "shoots"
+    assert "shoots of its classes" in logged[0]
+    with pytest.raises(ValueError, match="held_out_by: 'shoot' is not one of bursts, shoots"):
+        load_data(run, data_root / "train", hold_out=0.25, held_out_by="shoot")
     train, val, _, found = load_data(load_recipe("exposure-ens3"), [data_root / "train", data_root / "eval"])
     assert len(train) == 128 and val is None and len(found.train_dirs) == 2 and not found.val_files
 
@@ -110,6 +118,7 @@ def test_a_resumed_hold_out_run_validates_on_its_recorded_images_and_never_train
     assert 12 <= len(recorded) <= 40
     metrics = jobs.resume(run, log=lambda *a: None)
     assert metrics["complete"] and metrics["num_val"] == len(recorded) and metrics["num_train"] == 96 - len(recorded)
+    assert metrics["data"]["held_out_by"] == "bursts"
     for train, val in seen:  # the first run and the resumed one alike
         paths = train.base.paths
         assert {str(paths[i].resolve()) for i in val.indices} == set(recorded)

@@ -27,6 +27,9 @@ def test_jobs_run_the_default_recipe_unless_told():
     assert [f.name for f in run.families] == ["shifts-resnet3", "shifts-lite0"] and run.overrides == {}
     _, run = parse_job_args(["--recipe", "exposure-ens3", "--epochs", "3"], "test")
     assert run.recipe == "exposure-ens3" and [m.epochs for m in run.models] == [3, 3, 3]
+    # trainer.task alone holds out photos, so only it takes --held-out (bursts unless told)
+    assert parse_job_args([], "test", held_out=True)[0].held_out == "bursts" and not hasattr(args, "held_out")
+    assert parse_job_args(["--held-out", "shoots"], "test", held_out=True)[0].held_out == "shoots"
 
 
 def test_final_task_exports_and_never_overwrites(default_job, data_root, tmp_path):

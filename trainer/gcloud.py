@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from torch_trainer.training import jobs
+from torch_trainer.training.data import HOLD_OUTS
 from torch_trainer.settings.plan import RunPlan
 from torch_trainer.settings.flags import parse_args
 from torch_trainer.classifier.photos import DatasetError, split_dir
@@ -24,9 +25,11 @@ from torch_trainer.classifier.report import classification_report
 VAL_FRACTION = 0.2
 
 
-def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argparse.Namespace, RunPlan]:
+def parse_job_args(argv: Sequence[str] | None, description: str, held_out: bool = False
+                   ) -> tuple[argparse.Namespace, RunPlan]:
     """--data-dir, --job-dir, --recipe and every training flag (defaults from the recipe, which
-    defaults to torch_trainer.settings.plan.DEFAULT_RECIPE).
+    defaults to torch_trainer.settings.plan.DEFAULT_RECIPE); with `held_out`, --held-out too
+    (how trainer.task draws its validation photos without an eval split).
 
     An argument it does not know stops it (exit 2, naming the argument): a misspelt flag would
     otherwise train the default. What gcloud adds (`--job-dir`, from its own `--job-dir`) is ours.
@@ -35,6 +38,12 @@ def parse_job_args(argv: Sequence[str] | None, description: str) -> tuple[argpar
     parser.add_argument("--data-dir", default="data", help="folder holding train/ and optionally eval/ (or test/)")
     parser.add_argument("--job-dir", default="output", help="where checkpoints and the export go: a folder, or a "
                                                             "gs:// URL (gcloud passes its --job-dir here)")
+    if held_out:
+        parser.add_argument("--held-out", choices=HOLD_OUTS, default="bursts",
+                            help=f"without an eval split, {VAL_FRACTION * 100:.0f}%% of train validates, in whole groups of "
+                                 "near-identical frames drawn from each class (bursts: it may take a whole shoot of "
+                                 "a class) or from each shoot of each class, none losing over twice that share "
+                                 "(shoots) (default %(default)s)")
     return parse_args(parser, argv)
 
 
@@ -96,16 +105,17 @@ def job_folder(job_dir: str | Path) -> Iterator[tuple[Path, Callable[[Path], str
         shutil.rmtree(local, ignore_errors=True)
 
 
-def train_and_evaluate(run: RunPlan, data_dir: str | Path, job_dir: str | Path,
+def train_and_evaluate(run: RunPlan, data_dir: str | Path, job_dir: str | Path, held_out_by: str = "bursts",
                        log: Callable[..., None] = print) -> tuple[str, dict[str, Any]]:
     """Train on DATA/train and validate on DATA/eval (or, without it, on VAL_FRACTION of train held
-    out in groups of near-identical frames) in a new JOB_DIR/task_run; returns the run folder and
-    the validation report (also RUN/eval_report.json). JOB_DIR may be a gs:// URL."""
+    out in groups of near-identical frames, drawn by `held_out_by`) in a new JOB_DIR/task_run;
+    returns the run folder and the validation report (also RUN/eval_report.json). JOB_DIR may be a
+    gs:// URL."""
     eval_root = split_dir(data_dir, "eval")
     with job_folder(job_dir) as (local, publish):
         run_dir = Path(fresh_dir(local / "task_run"))
         metrics = jobs.train(run, run_dir, train_root(data_dir), eval_root,
-                             hold_out=VAL_FRACTION if eval_root is None else 0.0, log=log)
+                             hold_out=VAL_FRACTION if eval_root is None else 0.0, held_out_by=held_out_by, log=log)
         report = classification_report(metrics["val_predictions"], metrics["val_targets"], metrics["class_names"])
         (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2))
         return publish(run_dir), report

@@ -2,7 +2,9 @@
 (`RunData`: the folders, the photos held out), recorded beside its plan in RUN/data.json.
 
 Without a validation folder a share of the training photos can be held out, drawn in whole
-groups of near-identical burst frames, so that no frame's twin is on the other side of the split.
+groups of near-identical burst frames, so that no frame's twin is on the other side of the split:
+from each class as a whole (`bursts`), or shoot by shoot so that every shoot keeps most of its
+photos in training (`shoots`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from torch_trainer.training.augment import eval_view, train_view
 PathLike = str | os.PathLike
 # held-out groups: frames whose thumbnails are closer than this are one burst
 NEAR_DUPLICATE_THRESHOLD = 0.15
+# a coarser link joins a shoot's bursts: on ML6's photos it finds each class's two shoots of 250
+SHOOT_THRESHOLD = 0.5
+# how held-out photos are drawn: whole bursts from each class, or from each shoot of each class
+HOLD_OUTS = ("bursts", "shoots")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class RunData:
     val_dir: str | None = None         # the validation folder, if any
     val_files: list[str] = field(default_factory=list)  # the training photos held out to validate on
                                        # (--resume validates on the same ones and never trains on them)
+    held_out_by: str | None = None     # how they were drawn (HOLD_OUTS), if held out
 
     def record(self) -> dict:
         """The record as JSON (RUN/data.json, the checkpoints' meta)."""
@@ -42,14 +49,17 @@ class RunData:
 
 
 def load_data(plan: RunPlan, train_dirs: PathLike | Sequence[PathLike], val_dir: PathLike | None = None,
-              hold_out: float = 0.0, val_files: Sequence[str] = (), log: Callable[..., None] = print
-              ) -> tuple[Dataset, Dataset | None, list[str], RunData]:
+              hold_out: float = 0.0, val_files: Sequence[str] = (), held_out_by: str = "bursts",
+              log: Callable[..., None] = print) -> tuple[Dataset, Dataset | None, list[str], RunData]:
     """(training samples, validation samples or None, class names, what was found) of class-per-folder
     data at the plan's input size.
 
     Without `val_dir`, `hold_out` > 0 validates on that share of the training photos, drawn in
-    whole groups of near-identical frames (the plan's seed picks the groups); `val_files` (what a
+    whole groups of near-identical frames (the plan's seed picks the groups) from each class
+    (`held_out_by` "bursts") or from each shoot of each class ("shoots"); `val_files` (what a
     resumed run recorded) holds out exactly those photos instead."""
+    if held_out_by not in HOLD_OUTS:
+        raise ValueError(f"held_out_by: {held_out_by!r} is not one of {', '.join(HOLD_OUTS)}")
     train_dirs = [train_dirs] if isinstance(train_dirs, (str, os.PathLike)) else list(train_dirs)
     train = MugDataset(train_dirs, plan.input_size, progress=distributed.is_main())
     found = RunData([str(Path(d).resolve()) for d in train_dirs], str(Path(val_dir).resolve()) if val_dir else None)
@@ -68,13 +78,16 @@ def load_data(plan: RunPlan, train_dirs: PathLike | Sequence[PathLike], val_dir:
         log(f"validating on the {len(val_idx)} training images the run held out")
     elif hold_out > 0:
         groups = near_duplicate_groups(train.images, NEAR_DUPLICATE_THRESHOLD)
-        _, val_idx = group_split(train.targets, groups, hold_out, plan.seed)
+        shoots = near_duplicate_groups(train.images, SHOOT_THRESHOLD) if held_out_by == "shoots" else None
+        _, val_idx = group_split(train.targets, groups, hold_out, plan.seed, shoots)
+        within = "" if shoots is None else (f", from each of the {len(set(zip(train.targets.tolist(), shoots)))} "
+                                            f"shoots of its classes")
         log(f"no validation folder: holding out {len(val_idx)} of {len(train)} training images in "
-            f"{len(set(groups[val_idx]))} groups of near-identical frames")
+            f"{len(set(groups[val_idx]))} groups of near-identical frames{within}")
     else:
         return train_view(train), None, train.class_names, found
     held = set(val_idx)
-    found = replace(found, val_files=[str(train.paths[i].resolve()) for i in val_idx])
+    found = replace(found, val_files=[str(train.paths[i].resolve()) for i in val_idx], held_out_by=held_out_by)
     return (train_view(train, [i for i in range(len(train)) if i not in held]), eval_view(train, val_idx),
             train.class_names, found)
 
@@ -95,8 +108,8 @@ def near_duplicate_groups(images: torch.Tensor, threshold: float = 0.15) -> np.n
     return groups
 
 
-def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float = 0.2,
-                seed: int = 0) -> tuple[list[int], list[int]]:
+def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float = 0.2, seed: int = 0,
+                shoots: np.ndarray | None = None) -> tuple[list[int], list[int]]:
     """Split indices into train/val per class so that no group straddles the split.
 
     Whole groups are drawn at random into validation until each class reaches
@@ -104,21 +117,39 @@ def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float =
     StratifiedGroupKFold: it deals groups out largest first and shuffles only ties, so on ML6's
     images it gave one split for every seed, with 2blue's 245-frame burst in validation (82 white,
     83 black, 245 blue, 100 glass); this draw gave 100-154 per class, another split per seed.
+
+    With `shoots` (a shoot id per image, groups nested in shoots) the draw runs shoot by shoot
+    within each class and skips a group that would hold out more than twice `val_fraction` of its
+    shoot. Drawn per class, seed 6 held out 245 of one blue shoot's 250 photos: its models saw one
+    shoot of blue and called the other black, which the main job (both shoots) never did on the
+    withheld scene.
     """
     rng = np.random.default_rng(seed)
     targets = np.asarray(targets)
     val: list[int] = []
     for label in np.unique(targets):
         idx = np.flatnonzero(targets == label)
-        class_groups = np.unique(groups[idx])
-        rng.shuffle(class_groups)
-        want, taken = val_fraction * len(idx), 0
-        for g in class_groups[:-1]:  # always leave at least one group for training
-            if taken >= want:
-                break
-            members = idx[groups[idx] == g]
-            val += members.tolist()
-            taken += len(members)
+        if shoots is None:
+            val += draw_groups(idx, groups, val_fraction, rng, 1.0)
+            continue
+        for shoot in np.unique(shoots[idx]):
+            val += draw_groups(idx[shoots[idx] == shoot], groups, val_fraction, rng, 2 * val_fraction)
     val_set = set(val)
     train = [i for i in range(len(targets)) if i not in val_set]
     return train, sorted(val)
+
+
+def draw_groups(idx: np.ndarray, groups: np.ndarray, fraction: float, rng: np.random.Generator,
+                most: float) -> list[int]:
+    """Whole groups of `idx` drawn at random until `fraction` of it is taken, skipping a group that
+    would take more than `most` of it; at least one group always stays."""
+    drawn = np.unique(groups[idx])
+    rng.shuffle(drawn)
+    taken: list[int] = []
+    for g in drawn[:-1]:
+        if len(taken) >= fraction * len(idx):
+            break
+        members = idx[groups[idx] == g]
+        if len(taken) + len(members) <= most * len(idx):
+            taken += members.tolist()
+    return taken
