@@ -4,7 +4,8 @@ change the default (issue 46) until the withheld scene's figures come back.
     python -m bench.held_out_shifts --runs default/0=JOB0/task_run shifts/0=JOB1/task_run ... --output-dir OUT
 
 Each RUN is a `trainer.task` run folder that held out burst groups of the training photos (its
-data.json lists them; `--seed S` picks them, so runs of one seed hold out the same photos). Every
+data.json lists them; `--seed S` and `--held-out` pick them, so runs of one seed and one
+`--held-out` hold out the same photos). Every
 run's model.pt is scored by `check_deployed_model.robustness`'s job on those photos (OUT/LABEL/),
 then one table (a run whose OUT/LABEL/robustness.json exists is read, not scored again, unless
 --overwrite): clean accuracy, each shift's mean over its strengths, the mean over the shifts and

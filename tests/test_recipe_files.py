@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 
 from conftest import run_main
-from torch_trainer.settings.plan import DEFAULT_RECIPE, Family, TrainConfig
+from torch_trainer.settings.plan import DEFAULT_RECIPE, FLAGLESS, Family, TrainConfig
 from torch_trainer.settings.flags import parse_args
 from torch_trainer.settings.recipes import RECIPE_DIR, RecipeError, list_recipes, load_recipe
 
@@ -127,6 +127,11 @@ def test_command_line_flags_apply_to_every_family():
     assert [(m.resolution, m.lr) for m in run.models] == [(64, 2e-3), (128, 1e-3)]
     _, run = parse_args(argparse.ArgumentParser(), ["--ensemble", "2", "--member-resolutions", "64", "96"])
     assert [[(m.resolution, m.seed) for m in f.models] for f in run.families] == [[(64, 0), (96, 1)]] * 2
+    # a setting has its flag or is FLAGLESS, so that a refusal names where to set it
+    parser = argparse.ArgumentParser()
+    parse_args(parser, [])
+    flags = {option for action in parser._actions for option in action.option_strings}
+    assert {name for name in asdict(TrainConfig()) if f"--{name.replace('_', '-')}" not in flags} == set(FLAGLESS)
 
 
 def test_recipe_file_errors_name_the_file_and_setting(tmp_path):
@@ -218,9 +223,9 @@ def test_one_family_can_be_changed_on_the_command_line():
 
 
 @pytest.mark.parametrize("module, flag, said", [
-    ("torch_trainer.train", "shifts-lite0:noise=5", "family shifts-lite0: noise (--noise) must be in [0, 1] (0 = off), not 5.0"),
-    ("trainer.final_task", "shifts-lite0:jpeg=96", "family shifts-lite0: jpeg (--jpeg) must be a quality in [1, 95]"),
-    ("torch_trainer.train", "shifts-lite0:white-balance=200", "white_balance (--white-balance) must be in [0, 114) mired"),
+    ("torch_trainer.train", "shifts-lite0:noise=5", "family shifts-lite0: noise (a recipe or --family NAME:noise=V) must be in [0, 1] (0 = off), not 5.0"),
+    ("trainer.final_task", "shifts-lite0:jpeg=96", "family shifts-lite0: jpeg (a recipe or --family NAME:jpeg=V) must be a quality in [1, 95]"),
+    ("torch_trainer.train", "shifts-lite0:white-balance=200", "white_balance (a recipe or --family NAME:white_balance=V) must be in [0, 114) mired"),
     ("trainer.task", "shifts-lite0:schedule=linear", "family shifts-lite0: schedule (--schedule) must be one of"),
     ("torch_trainer.train", "shifts-lite0:snapshots=3", "snapshots (--snapshots) must be 1 with schedule cosine-under-warmup"),
 ])

@@ -23,6 +23,8 @@ from torch_trainer.classifier.network import ARCHS
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
+# settings without a flag of their own (torch_trainer.train keeps to 35 options): a recipe or --family sets them
+FLAGLESS = ("white_balance", "zoom_out", "zoom_surround", "blur", "noise", "jpeg", "input_size")
 SURROUNDS = ("edge", "varied")  # what surrounds a zoomed-out picture (zoom_surround)
 # the light's colour: up to this many mired from 6,500 K (154 mired) stays above 0 mired's end of the
 # Planckian locus formula (25,000 K, 40 mired)
@@ -119,7 +121,8 @@ class TrainConfig:
                 ("input_size", self.input_size, self.input_size >= 8, "at least 8 px"),
                 ("resolution", self.resolution, self.resolution >= 8, "at least 8 px")):
             if not ok:
-                raise SettingsError(f"{name} (--{name.replace('_', '-')}) must be {allowed}, not {value!r}")
+                where = f"a recipe or --family NAME:{name}=V" if name in FLAGLESS else f"--{name.replace('_', '-')}"
+                raise SettingsError(f"{name} ({where}) must be {allowed}, not {value!r}")
 
 
 @dataclass
