@@ -129,11 +129,9 @@ def group_split(targets: torch.Tensor, groups: np.ndarray, val_fraction: float =
     val: list[int] = []
     for label in np.unique(targets):
         idx = np.flatnonzero(targets == label)
-        if shoots is None:
-            val += draw_groups(idx, groups, val_fraction, rng, 1.0)
-            continue
-        for shoot in np.unique(shoots[idx]):
-            val += draw_groups(idx[shoots[idx] == shoot], groups, val_fraction, rng, 2 * val_fraction)
+        strata = [idx] if shoots is None else [idx[shoots[idx] == shoot] for shoot in np.unique(shoots[idx])]
+        for stratum in strata:
+            val += draw_groups(stratum, groups, val_fraction, rng, 1.0 if shoots is None else 2 * val_fraction)
     val_set = set(val)
     train = [i for i in range(len(targets)) if i not in val_set]
     return train, sorted(val)
