@@ -74,8 +74,8 @@ def test_the_recipes_alive_are_the_defaults_their_families_and_this_rounds_candi
     """Issue 52: the default, the defaults before it, their families and the round's new candidates; the
     candidates of rounds 1-4 that no withheld figure supports are in docs/recipe-experiments.md."""
     assert list_recipes() == ["exposure-ens3", "lite0-ens2", "lite0-frozen-bn", "resnet3-lite2",
-                              "resnet3-lite2-frozen-bn", "resnet3-lite2-shifts", "shifts-lean", "shifts-lite0",
-                              "shifts-resnet3", "shifts-surround", "shifts-wide"]
+                              "resnet3-lite2-frozen-bn", "resnet3-lite2-shifts", "shifts-blur-jpeg", "shifts-lean",
+                              "shifts-lite0", "shifts-resnet3", "shifts-scenes", "shifts-surround", "shifts-wide"]
     # issue 52's candidate: the default's two families, their shifts widened alike
     wide = dict(exposure=2.8, contrast=0.7, zoom_out=2.0)
     assert [f.models for f in load_recipe("shifts-wide").families] == [
@@ -84,6 +84,12 @@ def test_the_recipes_alive_are_the_defaults_their_families_and_this_rounds_candi
     varied = dict(zoom_surround="varied")
     assert [f.models for f in load_recipe("shifts-surround").families] == [
         models({**PINNED_RESNET, **SHIFTS, **varied}, [0, 1, 2]), models({**PINNED_FROZEN_BN, **SHIFTS, **varied}, [0, 1])]
+    scenes = dict(zoom_surround="scenes")  # and a blurred photo, its own or another, behind it
+    assert [f.models for f in load_recipe("shifts-scenes").families] == [
+        models({**PINNED_RESNET, **SHIFTS, **scenes}, [0, 1, 2]), models({**PINNED_FROZEN_BN, **SHIFTS, **scenes}, [0, 1])]
+    harsh = dict(blur=2.0, jpeg=5)  # blur and JPEG past the report's strongest
+    assert [f.models for f in load_recipe("shifts-blur-jpeg").families] == [
+        models({**PINNED_RESNET, **SHIFTS, **harsh}, [0, 1, 2]), models({**PINNED_FROZEN_BN, **SHIFTS, **harsh}, [0, 1])]
     # issue 54's: the default with less training (fewer members, fewer ResNet18 epochs), each model otherwise its own
     assert [f.models for f in load_recipe("shifts-lean").families] == [
         models({**PINNED_RESNET, **SHIFTS, "epochs": 12}, [0, 1]), models({**PINNED_FROZEN_BN, **SHIFTS}, [0])]

@@ -13,8 +13,8 @@ from check_deployed_model.scoring.accuracy import bytes_predictor
 from check_deployed_model.scoring.shifts import SHIFTS, parse_shifts, shifted_jpeg
 from conftest import run_main, write_dataset
 from mug_errors import SettingsError
-from torch_trainer.classifier.capture import adjust_white_balance, white_balance_gains
-from torch_trainer.training.augment import EDGE, FLAT, MIRROR, BatchAugment
+from torch_trainer.classifier.capture import adjust_white_balance, gaussian_blur, white_balance_gains
+from torch_trainer.training.augment import BACKDROP_BLUR, BLURRED, EDGE, FLAT, MIRROR, OTHER, BatchAugment
 from torch_trainer.settings.plan import TrainConfig
 
 CAPTURE = dict(white_balance=100, zoom_out=1.6, blur=1.5, noise=0.08, jpeg=10)
@@ -108,8 +108,36 @@ def test_a_varied_surround_puts_the_edge_a_mirror_or_a_flat_colour_around_a_zoom
         assert torch.allclose(corner.mean((1, 2)), torch.tensor([0.1, 0.5, 0.9]) * 255, atol=0.01)
 
 
+def test_scenes_put_the_photo_or_another_photo_blurred_around_a_zoomed_out_picture():
+    torch.manual_seed(0)
+    augment = BatchAugment(TrainConfig(zoom_out=2.0, zoom_surround="scenes", **OFF))
+    params = augment.params(1000, 64, 64)
+    kinds, (_, _, h, w) = params["surround"], params["boxes"].T
+    zoomed = h > 64
+    assert (kinds[(h < 64) | (w < 64)] == EDGE).all() and (params["other"] != torch.arange(1000)).all()
+    assert all(0.14 < (kinds[zoomed] == k).float().mean() < 0.27 for k in (EDGE, MIRROR, FLAT, BLURRED, OTHER))
+    assert BACKDROP_BLUR[0] <= params["backdrop"].min() and params["backdrop"].max() <= BACKDROP_BLUR[1]
+    # a photo dark on the left, light on the right, shrunk to half its size in the middle; the last one mid-grey
+    photos = torch.full((4, 3, 64, 64), 200, dtype=torch.uint8)
+    photos[:3, ..., :32], photos[3] = 20, 120
+    one = {"boxes": torch.tensor([[-32, -32, 128, 128]] * 4), "flip": torch.zeros(4, dtype=torch.bool),
+           "order": torch.arange(4).repeat(4, 1), "factors": torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 4),
+           "cast": torch.ones(4, 3), "exposure": torch.ones(4), "surround": torch.tensor([EDGE, BLURRED, OTHER, EDGE]),
+           "fill": torch.zeros(4, 3), "other": torch.tensor([3, 3, 3, 0]), "backdrop": torch.full((4,), 0.1)}
+    edge, blurred, other, _ = augment.apply(photos, one) * 255
+    for out in (edge, blurred, other):  # the photo itself, smaller
+        assert (out[:, 24:40, 20:30] - 20).abs().max() < 1 and (out[:, 24:40, 34:44] - 200).abs().max() < 1
+    # above it: the edge row goes on sharp, or the photo itself out of focus (dark far left, light far right)
+    assert (edge[:, :8, 28:31] - 20).abs().max() < 1 and (edge[:, :8, 33:36] - 200).abs().max() < 1
+    assert (blurred[:, :8, :4] - 20).abs().max() < 2 and (blurred[:, :8, 60:] - 200).abs().max() < 2
+    assert 60 < blurred[:, :8, 30:34].min() and blurred[:, :8, 30:34].max() < 160
+    assert (other[:, :12] - 120).abs().max() < 1 and (other[:, 52:] - 120).abs().max() < 1  # the last photo behind
+    batch = augment(torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8))
+    assert batch.shape == (16, 3, 64, 64) and batch.min() >= 0 and batch.max() <= 1
+
+
 @pytest.mark.parametrize("setting, value", [("white_balance", 120), ("white_balance", -1), ("zoom_out", 0.9),
-                                            ("zoom_surround", "blurred"),
+                                            ("zoom_surround", "blurry"),
                                             ("blur", 6.0), ("noise", 1.5), ("jpeg", 96)])
 def test_a_capture_setting_out_of_range_is_refused(setting, value):
     with pytest.raises(SettingsError, match=setting):
@@ -139,6 +167,11 @@ def test_each_shift_changes_the_photo_as_named(tmp_path):
     flats = [decode(shifted_jpeg(photo, SHIFTS["zoom-out-flat"], 2.0, seed=s)) for s in (0, 1)]
     assert np.abs(flats[0][28:36, 28:36] - 200).max() <= 4
     assert flats[0][:8].std((0, 1)).max() < 2 and np.abs(flats[0][:8].mean((0, 1)) - flats[1][:8].mean((0, 1))).max() > 10
+    picture_t = torch.from_numpy(picture).permute(2, 0, 1).float() / 255  # the scene behind, out of focus
+    behind = SHIFTS["zoom-out-blurred"].apply(picture_t, 2.0, 0)
+    assert torch.allclose(behind[:, 28:36, 28:36], torch.tensor(200 / 255), atol=1e-3)
+    assert torch.allclose(behind[:, :16], gaussian_blur(picture_t[None], torch.tensor([4.0]))[0, :, :16], atol=1e-6)
+    assert 130 / 255 < behind[:, 14, 32].min() < 170 / 255  # the light square, blurred, seen past the picture's edge
     noisy = [decode(shifted_jpeg(photo, SHIFTS["noise"], 24, seed=s)) for s in (0, 0, 1)]
     assert np.array_equal(noisy[0], noisy[1]) and not np.array_equal(noisy[0], noisy[2])
     assert len(shifted_jpeg(photo, SHIFTS["jpeg"], 10)) < len(shifted_jpeg(photo, SHIFTS["none"], 0))

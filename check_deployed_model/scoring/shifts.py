@@ -115,6 +115,15 @@ def zoom_out_flat(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.
     return (F.pad(small - colour, pad) + colour).clamp(0, 1)
 
 
+def zoom_out_blurred(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
+    """Farther, the scene behind out of focus: the picture shrunk by `factor`, centred, on itself enlarged
+    and blurred (sigma 1/16 of its height: 4 px of a 64-px photo)."""
+    small, (left, right, top, bottom) = shrunk(picture, factor)
+    behind = gaussian_blur(picture[None], torch.tensor([picture.shape[1] / 16]))[0]
+    behind[:, top:top + small.shape[1], left:left + small.shape[2]] = small
+    return behind.clamp(0, 1)
+
+
 def photo_size(picture: torch.Tensor, pixels: float, seed: int = 0) -> torch.Tensor:
     """A larger photo of the same view (`pixels` on its shorter side), which the service resizes itself."""
     return TF.resize(picture, int(pixels), antialias=True).clamp(0, 1)
@@ -136,6 +145,7 @@ SHIFTS = {s.name: s for s in (
     # the surrounds the edge colour is not (issue 52): round 5's zoom out had another
     Shift("zoom-out-mirror", zoom_out_mirror, (1.25, 1.6, 2.0), "factor", 1, 2.9),
     Shift("zoom-out-flat", zoom_out_flat, (1.25, 1.6, 2.0), "factor", 1, 8),
+    Shift("zoom-out-blurred", zoom_out_blurred, (1.25, 1.6, 2.0), "factor", 1, 8),
     Shift("larger-photo", photo_size, (128, 256), "px", 16, 4096),
 )}
 

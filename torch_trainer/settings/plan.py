@@ -25,7 +25,7 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
 # settings without a flag of their own (torch_trainer.train keeps to 35 options): a recipe or --family sets them
 FLAGLESS = ("white_balance", "zoom_out", "zoom_surround", "blur", "noise", "jpeg", "input_size")
-SURROUNDS = ("edge", "varied")  # what surrounds a zoomed-out picture (zoom_surround)
+SURROUNDS = ("edge", "varied", "scenes")  # what surrounds a zoomed-out picture (zoom_surround)
 # the light's colour: up to this many mired from 6,500 K (154 mired) stays above 0 mired's end of the
 # Planckian locus formula (25,000 K, 40 mired)
 MOST_MIRED = 1e6 / NEUTRAL_KELVIN - 1e6 / COOLEST_KELVIN
@@ -73,7 +73,8 @@ class TrainConfig:
     white_balance: float = 0.0         # the light's colour: a black body within +-W mired of 6500 K; 0 = off
     zoom_out: float = 1.0              # half the pictures shrunk by up to Z, the edge colour around; 1 = off
     zoom_surround: str = "edge"        # around a zoomed-out picture: edge (its edge colour) | varied (a third
-                                       # each: the edge colour, the picture mirrored, a flat colour)
+                                       # each: the edge colour, the picture mirrored, a flat colour) | scenes
+                                       # (a fifth each: those three, the photo blurred, another photo blurred)
     blur: float = 0.0                  # half the pictures blurred, Gaussian sigma up to B px; 0 = off
     noise: float = 0.0                 # half the pictures with sensor noise, std up to N (of 1); 0 = off
     jpeg: int = 0                      # half the pictures JPEG-compressed at a quality Q..95; 0 = off

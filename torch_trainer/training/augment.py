@@ -41,7 +41,12 @@ RATIO = (3 / 4, 4 / 3)         # RandomResizedCrop's aspect ratio range
 # the share of pictures given each of zoom out, blur, noise and JPEG: the rest stay as shot, so the
 # model keeps seeing clean photos, which most requests are
 SHIFTED = 0.5
-EDGE, MIRROR, FLAT = 0, 1, 2  # what surrounds a zoomed-out picture (resized_crop's `surround`)
+# what surrounds a zoomed-out picture (resized_crop's `surround`): its edge colour, itself mirrored, a flat
+# colour, itself blurred (the scene out of focus), another photo of the batch blurred (another scene's background)
+EDGE, MIRROR, FLAT, BLURRED, OTHER = 0, 1, 2, 3, 4
+# the blur of a blurred surround, sigma as a share of the photo's size: 2-6.4 px of a 64-px photo, where the
+# mug of a photo blurred behind is a soft patch of its colour, not a mug
+BACKDROP_BLUR = (1 / 32, 1 / 10)
 
 
 class TransformedSubset(Dataset):
@@ -119,15 +124,16 @@ def _axis(start: torch.Tensor, length: torch.Tensor, size_in: int, size_out: int
 
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None,
-                 surround: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> torch.Tensor:
+                 surround: torch.Tensor | None = None, fill: torch.Tensor | None = None,
+                 backdrop: torch.Tensor | None = None) -> torch.Tensor:
     """Crop each picture of a float batch [B, C, H, W] to its box [top, left, h, w] and resize
     it bilinearly to `size`x`size` (mirrored where `flip`), in one `grid_sample`.
 
     Equal to `v2.functional.resized_crop` (then `horizontal_flip`) picture by picture wherever
     the crop is enlarged, as a crop of a `size`-pixel photo always is; antialiasing only acts
     when shrinking. Where a box reaches past the picture (zoomed out), the edge pixels fill it, or
-    per picture as `surround` [B] says: EDGE, MIRROR (the picture reflected at its edges) or FLAT
-    (its colour `fill` [B, C]).
+    per picture as `surround` [B] says: EDGE, MIRROR (the picture reflected at its edges), FLAT
+    (its colour `fill` [B, C]), or BLURRED and OTHER (its picture `backdrop` [B, C, size, size]).
     """
     _, _, height, width = images.shape
     boxes = boxes.to(images.device)
@@ -148,6 +154,27 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: tor
         colour = fill.to(images)[chosen, :, None, None] if kind == FLAT else 0
         out[chosen] = F.grid_sample(images[chosen] - colour, grid[chosen], mode="bilinear", padding_mode=padding,
                                     align_corners=True) + colour
+    if (chosen := (surround >= BLURRED).nonzero()[:, 0]).numel():
+        # as FLAT with a picture for the colour: the share of each output pixel that falls inside the photo
+        # (1 inside, 0 outside, between on the edge) is the photo's, the rest the backdrop's
+        inside = F.grid_sample(images[chosen], grid[chosen], mode="bilinear", padding_mode="zeros", align_corners=True)
+        share = F.grid_sample(torch.ones_like(images[chosen, :1]), grid[chosen], mode="bilinear",
+                              padding_mode="zeros", align_corners=True)
+        out[chosen] = inside + (1 - share) * backdrop[chosen].to(images)
+    return out
+
+
+def backdrops(images: torch.Tensor, surround: torch.Tensor, other: torch.Tensor, sigma: torch.Tensor,
+              size: int) -> torch.Tensor:
+    """The pictures [B, C, size, size] behind the zoomed-out pictures of a float batch whose `surround`
+    is BLURRED (the picture itself) or OTHER (the picture `other` [B] of the batch), blurred with
+    `sigma` [B] (a share of the picture's height) and resized to `size`; zeros for the rest."""
+    out = images.new_zeros(len(images), images.shape[1], size, size)
+    surround = surround.to(images.device)
+    if (chosen := (surround >= BLURRED).nonzero()[:, 0]).numel():
+        source = torch.where(surround[chosen] == OTHER, other.to(images.device)[chosen], chosen)
+        blurred = gaussian_blur(images[source], sigma.to(images)[chosen] * images.shape[2])
+        out[chosen] = F.interpolate(blurred, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out
 
 
@@ -213,7 +240,9 @@ class BatchAugment:
     each clipped. The capture shifts, each off by default, follow a photo's path: `zoom_out`
     (a random half of the crops replaced by the whole picture shrunk by a factor log-uniform in
     [1, zoom_out] at a random place, the edge pixels around; with `zoom_surround` "varied" a third
-    each get the edge pixels, the picture mirrored at its edges, or a flat colour uniform in RGB),
+    each get the edge pixels, the picture mirrored at its edges, or a flat colour uniform in RGB;
+    with "scenes" a fifth each get those three, the photo itself or another photo of the batch,
+    blurred with sigma BACKDROP_BLUR of its size),
     the light's colour before the exposure (`white_balance` W: a black body uniform in [-W, W] mired around 6,500 K), then
     `blur` (sigma uniform in [0.1, blur] px), `noise` (Gaussian, std uniform in [0, noise]) and
     `jpeg` (quality uniform in [jpeg, 95]), each on a random half. Returns float pictures in
@@ -251,9 +280,13 @@ class BatchAugment:
             zoomed = torch.stack([top, left, h, w], 1)
             chosen = torch.rand(n) < SHIFTED
             params["boxes"] = torch.where(chosen[:, None], zoomed, params["boxes"])
-            if self.zoom_surround == "varied":  # drawn after the boxes: "edge" draws as before it existed
-                params["surround"] = torch.where(chosen, torch.randint(0, 3, (n,)), EDGE)
+            if self.zoom_surround != "edge":  # drawn after the boxes: "edge" draws as before the others existed
+                kinds = 3 if self.zoom_surround == "varied" else 5
+                params["surround"] = torch.where(chosen, torch.randint(0, kinds, (n,)), EDGE)
                 params["fill"] = torch.rand(n, 3)
+                if kinds == 5:  # another picture than its own (n > 1), and a blur for each
+                    params["other"] = (torch.arange(n) + torch.randint(1, max(n, 2), (n,))) % n
+                    params["backdrop"] = torch.empty(n).uniform_(*BACKDROP_BLUR)
         if self.white_balance:
             mired = 1e6 / NEUTRAL_KELVIN + self.white_balance * (2 * torch.rand(n) - 1)
             params["kelvin"] = 1e6 / mired
@@ -268,8 +301,11 @@ class BatchAugment:
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Augment a uint8 batch with the given draws (`params`); float [0, 1] out."""
-        x = resized_crop(images.float() / 255, params["boxes"], self.size, params["flip"], params.get("surround"),
-                         params.get("fill"))
+        pictures = images.float() / 255
+        backdrop = (backdrops(pictures, params["surround"], params["other"], params["backdrop"], self.size)
+                    if "backdrop" in params else None)
+        x = resized_crop(pictures, params["boxes"], self.size, params["flip"], params.get("surround"),
+                         params.get("fill"), backdrop)
         order, factors = params["order"].to(x.device), params["factors"].to(x.device)
         for position in range(4):
             for k, jitter in enumerate(JITTERS):
