@@ -118,7 +118,7 @@ def zoom_out_flat(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.
 def zoom_out_blurred(picture: torch.Tensor, factor: float, seed: int = 0) -> torch.Tensor:
     """Farther, the scene behind out of focus: the picture shrunk by `factor`, centred, on itself enlarged
     and blurred (sigma 1/16 of its height: 4 px of a 64-px photo)."""
-    small, (left, right, top, bottom) = shrunk(picture, factor)
+    small, (left, _, top, _) = shrunk(picture, factor)
     behind = gaussian_blur(picture[None], torch.tensor([picture.shape[1] / 16]))[0]
     behind[:, top:top + small.shape[1], left:left + small.shape[2]] = small
     return behind.clamp(0, 1)
